@@ -1,0 +1,219 @@
+"""A whole training run: preset + overrides, per-epoch metrics, atomic checkpoints, resume.
+
+Files written to ``out_dir`` (each atomically, every epoch):
+
+- ``checkpoint.pt``: model and optimizer state, completed epochs, history, the run config;
+  ``--resume`` continues from it.
+- ``model.pt``: the latest weights with the model name and kwargs (input of ``bsnn convert``).
+- ``metrics.csv`` / ``metrics.json``: one row per epoch.
+- ``config.json``: the resolved run configuration.
+
+Exact resume: every epoch reseeds torch from ``(seed, epoch)`` and draws its batch order from
+``(seed, epoch)``, so an interrupted run that resumes from its last checkpoint repeats the
+interrupted epoch bit for bit and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from bsnn_bindsnet.ann.models import get_model
+from bsnn_bindsnet.ann.recipes import Preset, get_preset, learning_rate, weight_decay
+from bsnn_bindsnet.ann.train import evaluate, make_optimizer, train_one_epoch
+from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_save, atomic_write_json,
+                                      atomic_write_text, load_state_checked, read_model_file,
+                                      save_model)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "bsnn-bindsnet/train-checkpoint-v1"
+# Fields that may differ between an interrupted run and its resumption.
+_RESUME_FREE = ("epochs", "device", "num_workers", "progress", "data_root", "download")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run (the preset plus explicit overrides)."""
+
+    preset: str
+    out_dir: str
+    seed: int = 0
+    quant: str | None = None
+    init_from: str | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    betas: tuple[float, float] | None = None
+    train_subset: int | None = None
+    data_root: str | None = None
+    download: bool = False
+    device: str = "cpu"
+    num_workers: int = 0
+    progress: bool = True
+
+
+def resolve(cfg: RunConfig) -> Preset:
+    """The preset with the config's overrides applied."""
+    preset = get_preset(cfg.preset)
+    recipe = preset.recipe
+    overrides = {k: v for k, v in (("epochs", cfg.epochs), ("lr", cfg.lr),
+                                   ("batch_size", cfg.batch_size), ("betas", cfg.betas))
+                 if v is not None}
+    recipe = replace(recipe, **overrides)
+    quant = cfg.quant or preset.quant
+    hybrid = preset.hybrid and quant != "fp"
+    return replace(preset, recipe=recipe, quant=quant, hybrid=hybrid)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch + 1
+
+
+def _init_from(model: torch.nn.Module, path: str, *, name: str, quant: str) -> None:
+    blob = read_model_file(path)
+    if blob["model"] != name:
+        raise CheckpointError(f"--init-from {path} holds a {blob['model']!r} model; this run "
+                              f"trains {name!r}")
+    # FP -> BWN: identical keys (binary layers keep real proxies in .weight). FP -> XNOR adds
+    # batch-norm layers, which start fresh.
+    load_state_checked(model, blob["state_dict"], source=path, strict=quant != "xnor")
+
+
+def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_json(history, out / "metrics.json")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(buf.getvalue(), out / "metrics.csv")
+
+
+def _check_resumable(saved: dict[str, Any], cfg: RunConfig, path: Path) -> None:
+    now = asdict(cfg)
+    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in now
+            if k not in _RESUME_FREE and saved.get(k) != now[k]
+            and not (k == "betas" and saved.get(k) is not None and now[k] is not None
+                     and tuple(saved[k]) == tuple(now[k]))]
+    if diff:
+        raise CheckpointError(f"cannot resume {path}: the run configuration changed ("
+                              + "; ".join(diff) + ")")
+
+
+def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
+        on_batch: Callable[[int, int, float], None] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Train as ``cfg`` says and return the per-epoch history.
+
+    Args:
+        cfg: The run.
+        resume: Continue from ``out_dir/checkpoint.pt`` (an error if there is none).
+        overwrite: Start afresh even though ``out_dir`` holds a checkpoint. Without it (and
+            without ``resume``) an existing run is never overwritten.
+        on_batch: ``(epoch, batch_index, loss)`` after every training step.
+        on_epoch: Called with each epoch's metrics row once it is saved.
+
+    Returns:
+        One dict per completed epoch: epoch, lr, weight_decay, train/test loss and accuracy,
+        seconds.
+    """
+    from bsnn_bindsnet.data import dataset_info, load_dataset, make_loader
+
+    spec = resolve(cfg)
+    recipe = spec.recipe
+    out = Path(cfg.out_dir)
+    ckpt_path = out / "checkpoint.pt"
+    if ckpt_path.exists() and not (resume or overwrite):
+        raise FileExistsError(f"{out} already holds a training run; pass --resume to continue "
+                              "it or --overwrite to start again (or choose another --out)")
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+    if spec.hybrid and not cfg.init_from and not resume:
+        raise ValueError(f"preset {cfg.preset!r} binarizes a full-precision model: pass "
+                         f"--init-from RUN/model.pt (or use {cfg.preset}-scratch if it exists)")
+    device = _device(cfg.device)
+    info = dataset_info(spec.dataset)
+    model_kwargs = {"quant": spec.quant, "input_shape": info.input_shape,
+                    "num_classes": info.n_classes, **spec.model_kwargs}
+    torch.manual_seed(cfg.seed)
+    model = get_model(spec.model, **model_kwargs).to(device)
+    optimizer = make_optimizer(model.parameters(), optimizer=recipe.optimizer, lr=recipe.lr,
+                               momentum=recipe.momentum, betas=recipe.betas,
+                               weight_decay=recipe.weight_decay)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if resume:
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{ckpt_path} is not a bsnn-bindsnet training checkpoint")
+        _check_resumable(state["config"], cfg, ckpt_path)
+        load_state_checked(model, state["model"], source=str(ckpt_path))
+        optimizer.load_state_dict(state["optimizer"])
+        history, start = list(state["history"]), int(state["epoch"])
+        log.info("resuming %s after epoch %d", out, start)
+    elif cfg.init_from:
+        _init_from(model, cfg.init_from, name=spec.model, quant=spec.quant)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json({**asdict(cfg), "resolved": asdict(spec)}, out / "config.json")
+
+    train_set = load_dataset(spec.dataset, "train", data_root=cfg.data_root,
+                             download=cfg.download)
+    if cfg.train_subset:
+        train_set = Subset(train_set, range(min(cfg.train_subset, len(train_set))))
+    test_set = load_dataset(spec.dataset, "test", data_root=cfg.data_root, download=cfg.download)
+    test_loader = make_loader(test_set, batch_size=max(recipe.batch_size, 256), shuffle=False,
+                              num_workers=cfg.num_workers)
+    for epoch in range(start, recipe.epochs):
+        lr, wd = learning_rate(recipe, epoch), weight_decay(recipe, epoch)
+        for group in optimizer.param_groups:
+            group["lr"], group["weight_decay"] = lr, wd
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch))
+        loader = make_loader(train_set, batch_size=recipe.batch_size, shuffle=True,
+                             seed=cfg.seed, epoch=epoch, num_workers=cfg.num_workers)
+        batches = _progress(loader, f"epoch {epoch + 1}/{recipe.epochs}", cfg.progress)
+        callback = None if on_batch is None else (lambda i, loss, e=epoch: on_batch(e, i, loss))
+        t0 = time.perf_counter()
+        tr = train_one_epoch(model, batches, optimizer, device=device, on_batch=callback)
+        t1 = time.perf_counter()
+        te = evaluate(model, test_loader, device=device)
+        row = {"epoch": epoch + 1, "lr": lr, "weight_decay": wd, "train_loss": tr.loss,
+               "train_acc": tr.acc, "test_loss": te.loss, "test_acc": te.acc,
+               "train_seconds": round(t1 - t0, 3),
+               "eval_seconds": round(time.perf_counter() - t1, 3)}
+        history.append(row)
+        log.info("epoch %d: train acc %.4f, test acc %.4f", epoch + 1, tr.acc, te.acc)
+        save_model(model, out / "model.pt", name=spec.model, model_kwargs=model_kwargs,
+                   meta={"dataset": spec.dataset, "preset": cfg.preset, "epoch": epoch + 1,
+                         "test_acc": te.acc})
+        atomic_save({"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": asdict(cfg),
+                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "history": history}, ckpt_path)
+        _write_metrics(out, history)
+        if on_epoch is not None:
+            on_epoch(row)
+    return history
+
+
+def _progress(loader, desc: str, enabled: bool):
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)

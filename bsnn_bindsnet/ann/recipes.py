@@ -1,0 +1,132 @@
+"""Training recipes of the paper and CPU presets, as frozen data plus two pure schedules.
+
+A preset names the dataset, the model, its precision and the optimisation recipe. The learning
+rate and the weight decay of an epoch are pure functions of the recipe and the epoch index, so a
+resumed run needs no scheduler state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimisation recipe.
+
+    Attributes:
+        optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"`` (with ``betas``).
+        lr: Base learning rate.
+        batch_size: Training batch size.
+        epochs: Number of epochs.
+        momentum: SGD momentum.
+        betas: Adam betas; the paper finds ``(0.0, 0.999)`` crucial for binarizing on ImageNet.
+        weight_decay: L2 weight decay.
+        wd_off_epoch: Weight decay is 0 from this 1-based epoch on (``None``: never).
+        milestones: 1-based epochs at whose start the lr is multiplied by ``gamma``.
+        step_size: Alternatively, multiply the lr by ``gamma`` every ``step_size`` epochs.
+        gamma: Decay factor.
+    """
+
+    optimizer: str
+    lr: float
+    batch_size: int
+    epochs: int
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    wd_off_epoch: int | None = None
+    milestones: tuple[int, ...] = ()
+    step_size: int | None = None
+    gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected 'sgd' or 'adam'")
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(f"recipe needs lr > 0, batch_size >= 1 and epochs >= 1, got lr="
+                             f"{self.lr}, batch_size={self.batch_size}, epochs={self.epochs}")
+
+
+def learning_rate(recipe: Recipe, epoch: int) -> float:
+    """Learning rate of the 0-based ``epoch``."""
+    if recipe.step_size:
+        return recipe.lr * recipe.gamma ** (epoch // recipe.step_size)
+    return recipe.lr * recipe.gamma ** sum(1 for m in recipe.milestones if epoch + 1 >= m)
+
+
+def weight_decay(recipe: Recipe, epoch: int) -> float:
+    """Weight decay of the 0-based ``epoch``."""
+    if recipe.wd_off_epoch is not None and epoch + 1 >= recipe.wd_off_epoch:
+        return 0.0
+    return recipe.weight_decay
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Dataset + model + precision + recipe.
+
+    Attributes:
+        hybrid: The run binarizes a full-precision checkpoint (``--init-from`` is required).
+    """
+
+    dataset: str
+    model: str
+    quant: str
+    recipe: Recipe
+    hybrid: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+# Paper recipes (Lu & Sengupta 2020, Sec. 4): GPU scale.
+_CIFAR_FP = Recipe("sgd", 5e-2, 256, 200, weight_decay=1e-4, milestones=(81, 122))
+_CIFAR_BWN = Recipe("adam", 5e-4, 128, 200, weight_decay=5e-4, wd_off_epoch=31,
+                    step_size=30, gamma=0.5)
+_IMAGENET_FP = Recipe("sgd", 1e-2, 128, 100, weight_decay=1e-4, milestones=(31, 61, 91))
+_IMAGENET_BWN = Recipe("adam", 5e-4, 128, 40, betas=(0.0, 0.999), weight_decay=5e-4,
+                       wd_off_epoch=31, step_size=30, gamma=0.5)
+# CPU presets: the same recipe shapes, shortened for 2 cores.
+_FMNIST_FP = Recipe("sgd", 5e-2, 128, 8, weight_decay=1e-4, milestones=(5, 7))
+_FMNIST_BWN = Recipe("adam", 5e-4, 128, 6, betas=(0.0, 0.999), weight_decay=5e-4,
+                     wd_off_epoch=3, step_size=2, gamma=0.5)
+_FMNIST_SCRATCH = Recipe("adam", 1e-3, 128, 8, weight_decay=5e-4, wd_off_epoch=4,
+                         step_size=3, gamma=0.5)
+_DIGITS_FP = Recipe("sgd", 1e-1, 64, 30, weight_decay=1e-4, milestones=(21, 27))
+_DIGITS_BWN = Recipe("adam", 5e-4, 64, 10, betas=(0.0, 0.999), weight_decay=5e-4,
+                     wd_off_epoch=4, step_size=4, gamma=0.5)
+_DIGITS_SCRATCH = Recipe("adam", 2e-3, 64, 15, weight_decay=5e-4, wd_off_epoch=6,
+                         step_size=5, gamma=0.5)
+
+
+def _family(prefix: str, dataset: str, model: str, fp: Recipe, bwn: Recipe, scratch: Recipe,
+            where: str) -> dict[str, Preset]:
+    return {
+        f"{prefix}-fp": Preset(dataset, model, "fp", fp,
+                               description=f"full-precision constrained {model} ({where})"),
+        f"{prefix}-bwn": Preset(dataset, model, "bwn", bwn, hybrid=True,
+                                description=f"hybrid BWN: binarize a {prefix}-fp checkpoint"),
+        f"{prefix}-bwn-scratch": Preset(dataset, model, "bwn", scratch,
+                                        description="BWN trained from scratch (Fig. 3)"),
+        f"{prefix}-xnor": Preset(dataset, model, "xnor", scratch,
+                                 description="XNOR-Net baseline, binary activations (Fig. 3)"),
+    }
+
+
+PRESETS: dict[str, Preset] = {
+    **_family("cifar100", "cifar100", "vgg15", _CIFAR_FP, _CIFAR_BWN, _CIFAR_BWN, "paper, GPU"),
+    **_family("imagenet", "imagenet", "vgg15_imagenet", _IMAGENET_FP, _IMAGENET_BWN,
+              _IMAGENET_BWN, "paper, GPU"),
+    **_family("fmnist", "fashion-mnist", "vgg_small", _FMNIST_FP, _FMNIST_BWN, _FMNIST_SCRATCH,
+              "CPU"),
+    **_family("digits", "digits", "vgg_tiny", _DIGITS_FP, _DIGITS_BWN, _DIGITS_SCRATCH,
+              "CPU, seconds"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up; unknown names raise a ``ValueError`` listing the choices."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]

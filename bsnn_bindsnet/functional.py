@@ -1,0 +1,77 @@
+"""Pure, stateless math shared by the ANN, the spiking simulation and the in-memory model.
+
+No ``nn.Module`` and no state lives here: every function maps tensors to tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def sign_nonzero(x: Tensor) -> Tensor:
+    """Two-valued sign: ``+1`` where ``x >= 0``, ``-1`` elsewhere (``torch.sign(0)`` is 0)."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def scale_per_channel(w: Tensor, per_channel: bool = True) -> Tensor:
+    r"""XNOR-Net scaling factor :math:`\alpha = \operatorname{mean}|W|`.
+
+    Args:
+        w: Weight ``[out, in]`` or ``[out, in, kh, kw]``.
+        per_channel: One :math:`\alpha` per output channel (mean over ``in * kh * kw``) when
+            true, else one for the whole layer.
+
+    Returns:
+        ``[out, 1, ...]`` (broadcastable against ``w``) or a 0-d tensor.
+    """
+    if per_channel:
+        return w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+    return w.abs().mean()
+
+
+def if_step_subtract(v: Tensor, x: Tensor, thresh: Tensor) -> tuple[Tensor, Tensor]:
+    r"""One integrate-and-fire step with reset by subtraction (SIF).
+
+    .. math::
+        v_t = v_{t-1} + x_t,\quad s_t = [v_t \ge \theta],\quad v_t \leftarrow v_t - \theta s_t
+
+    The residue above :math:`\theta` is kept, so over :math:`N` steps of a constant input
+    :math:`0 \le x \le \theta` the neuron fires exactly :math:`\lfloor (v_0 + N x)/\theta \rfloor`
+    times. It fires at most once per step: for :math:`x > \theta` the residue keeps growing.
+
+    Args:
+        v: Membrane potential before the step (not modified).
+        x: Input current of this step.
+        thresh: Threshold :math:`\theta`: a scalar tensor or one broadcastable to ``v``
+            (``[C, 1, 1]`` against ``[B, C, H, W]``; ``[n]`` against ``[B, n]``).
+
+    Returns:
+        ``(s, v)``: bool spikes and the membrane potential after the reset, both shaped as
+        ``v + x``.
+    """
+    v = v + x
+    s = v >= thresh
+    return s, v - s.to(v.dtype) * thresh
+
+
+def if_step_zero(v: Tensor, x: Tensor, thresh: Tensor) -> tuple[Tensor, Tensor]:
+    r"""One integrate-and-fire step with reset to zero (RIF).
+
+    .. math::
+        v_t = v_{t-1} + x_t,\quad s_t = [v_t \ge \theta],\quad v_t \leftarrow (1 - s_t)\, v_t
+
+    The residue above :math:`\theta` is lost at every spike, so the rate undershoots
+    :math:`x/\theta` (constant :math:`x`: one spike every :math:`\lceil \theta / x \rceil` steps).
+
+    Args:
+        v: Membrane potential before the step (not modified).
+        x: Input current of this step.
+        thresh: Threshold :math:`\theta`, as in :func:`if_step_subtract`.
+
+    Returns:
+        ``(s, v)``: bool spikes and the membrane potential after the reset.
+    """
+    v = v + x
+    s = v >= thresh
+    return s, torch.where(s, torch.zeros_like(v), v)

@@ -1,0 +1,132 @@
+r"""Data-based threshold balancing: activation statistics of the ANN on calibration data.
+
+For every ANN point that becomes a spiking layer, :math:`\lambda_l` is a percentile of the
+layer's (non-negative) activations over a calibration set, computed exactly with a streaming
+top-k. Two readings of "percentile of the activations" are supported (``statistic``):
+
+- ``"all"`` (default, the authors' code): the percentile over every activation value of the
+  layer, zeros included, over all calibration samples.
+- ``"sample-max"`` (the paper's Fig. 7 wording): the percentile of the per-sample maximum
+  activation.
+
+``percentile=100`` is the max-normalization of Rueckauer et al. 2017. The model runs in
+``eval()`` mode, so dropout does not inflate the statistics (the authors' code forgot this).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+STATISTICS = ("all", "sample-max")
+
+
+class StreamingPercentile:
+    """Exact ``q``-th percentile (linear interpolation, as ``torch.quantile``) of ``total``
+    values seen in chunks, keeping only the values that can still matter.
+
+    Args:
+        q: Percentile in ``[0, 100]``.
+        total: How many values will be fed in all.
+    """
+
+    def __init__(self, q: float, total: int) -> None:
+        if not 0.0 <= q <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], got {q}")
+        if total < 1:
+            raise ValueError(f"need at least one value, got total={total}")
+        self.q, self.total, self.seen = q, total, 0
+        self.pos = q / 100.0 * (total - 1)
+        self.k = total - math.floor(self.pos)  # the ascending index floor(pos) is kept
+        self.top = torch.empty(0)
+
+    def update(self, values: Tensor) -> None:
+        """Feed a chunk of values (any shape)."""
+        values = values.detach().reshape(-1).float().cpu()
+        self.seen += values.numel()
+        if self.seen > self.total:
+            raise ValueError(f"got {self.seen} values, more than the announced {self.total}")
+        merged = torch.cat([self.top, values])
+        self.top = merged.topk(min(self.k, merged.numel())).values
+
+    def result(self) -> float:
+        """The percentile; all ``total`` values must have been fed."""
+        if self.seen != self.total:
+            raise ValueError(f"got {self.seen} of the announced {self.total} values")
+        lo, hi = math.floor(self.pos), math.ceil(self.pos)
+        v_lo = self.top[self.total - 1 - lo].item()
+        v_hi = self.top[self.total - 1 - hi].item()
+        return v_lo + (v_hi - v_lo) * (self.pos - lo)
+
+
+def _batches(calibration: Tensor | Iterable, batch_size: int) -> Iterable[Tensor]:
+    if isinstance(calibration, Tensor):
+        yield from calibration.split(batch_size)
+        return
+    buf: list[Tensor] = []
+    for item in calibration:
+        buf.append(item[0] if isinstance(item, (tuple, list)) else item)
+        if len(buf) == batch_size:
+            yield torch.stack(buf)
+            buf = []
+    if buf:
+        yield torch.stack(buf)
+
+
+def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
+                      calibration: Tensor | Sequence, *, percentile: float = 99.7,
+                      statistic: str = "all", batch_size: int = 256,
+                      device: torch.device | str = "cpu") -> dict[str, float]:
+    r""":math:`\lambda` of every named point: a percentile of ``relu(output)`` of that module.
+
+    Args:
+        model: The ANN (run in ``eval()`` mode; its training mode is restored afterwards).
+        points: Name -> module whose output a spiking layer approximates.
+        calibration: ``[N, *input_shape]`` tensor, or a sequence of samples or ``(x, y)``
+            pairs (a ``Dataset``), used in order.
+        percentile: ``100`` for the max.
+        statistic: ``"all"`` or ``"sample-max"`` (see the module docstring).
+
+    Returns:
+        Name -> :math:`\lambda` (a positive float; a layer that never activates gets 1.0 and a
+        warning would be pointless: its neurons cannot fire in the ANN either).
+    """
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
+    n = len(calibration)
+    if n == 0:
+        raise ValueError("the calibration set is empty; expected at least one sample")
+    trackers: dict[str, StreamingPercentile] = {}
+    handles = []
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs, output: Tensor) -> None:
+            act = output.detach().clamp(min=0).flatten(1)
+            if not torch.isfinite(act).all():
+                raise ValueError(f"non-finite activation at {name!r} during calibration; "
+                                 "expected finite calibration data")
+            if name not in trackers:
+                per_sample = 1 if statistic == "sample-max" else act.shape[1]
+                trackers[name] = StreamingPercentile(percentile, n * per_sample)
+            trackers[name].update(act.amax(1) if statistic == "sample-max" else act)
+        return record
+
+    was_training = model.training
+    model.eval()
+    try:
+        for name, module in points.items():
+            handles.append(module.register_forward_hook(hook(name)))
+        with torch.no_grad():
+            for x in _batches(calibration, batch_size):
+                if not torch.isfinite(x).all():
+                    raise ValueError("the calibration data holds NaN/inf values; expected "
+                                     "finite, normalized inputs")
+                model(x.to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return {name: (trackers[name].result() or 1.0) for name in points}

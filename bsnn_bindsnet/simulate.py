@@ -1,0 +1,243 @@
+"""Run a converted network over a data set with BindsNET's minibatch ``Network.run``.
+
+Two duck-typed monitors (anything with ``record()`` and ``reset_state_variables()`` is a BindsNET
+monitor) collect what the analyses need without recording full spike trains:
+
+- :class:`SpikeCounter`: per layer, spikes per sample per step (``[T, B]``) and, if asked, the
+  per-neuron total (``[*shape]``): memory is O(T x B + neurons), never O(T x neurons).
+- :class:`ReadoutTracker`: the readout's argmax and max membrane potential after every step
+  (the accuracy-vs-timesteps curve and the early-exit confidence).
+
+Timing: ``one_step=True`` (default) propagates the input through all layers within a timestep;
+``one_step=False`` is BindsNET's default delayed mode (one step of delay per connection).
+Every result records which mode produced it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bsnn_bindsnet.convert import INPUT, READOUT
+from bsnn_bindsnet.encoding import encode
+
+ENCODINGS = ("current", "poisson")
+
+
+class SpikeCounter:
+    """Counts spikes of the named layers at every step of a ``Network.run``.
+
+    Attributes:
+        per_step: Layer -> ``int32 [T, B]``: spikes of each sample at each step.
+        per_neuron: Layer -> ``float64 [*shape]``: spikes summed over steps and samples
+            (only with ``per_neuron=True``; accumulates across batches until :meth:`clear`).
+    """
+
+    def __init__(self, network: Any, layers: Sequence[str], timesteps: int, *,
+                 per_neuron: bool = False) -> None:
+        self.network, self.layers, self.timesteps = network, list(layers), timesteps
+        self.keep_per_neuron = per_neuron
+        self.per_neuron: dict[str, Tensor] = {}
+        self.per_step: dict[str, Tensor] = {}
+        self.t = 0
+        self.clear()
+
+    def clear(self) -> None:
+        """Zero the per-neuron totals."""
+        self.per_neuron = ({name: torch.zeros(tuple(self.network.layers[name].shape),
+                                              dtype=torch.float64) for name in self.layers}
+                           if self.keep_per_neuron else {})
+
+    def reset_state_variables(self) -> None:
+        """Start a new batch (BindsNET calls this when the batch size changes)."""
+        self.t = 0
+        self.per_step = {}
+
+    def record(self) -> None:
+        """Called by ``Network.run`` after every step."""
+        if self.t >= self.timesteps:
+            raise RuntimeError(f"SpikeCounter sized for {self.timesteps} steps recorded more; "
+                               "call reset_state_variables() between runs")
+        for name in self.layers:
+            s = self.network.layers[name].s
+            if name not in self.per_step:
+                self.per_step[name] = torch.zeros(self.timesteps, s.shape[0], dtype=torch.int32,
+                                                  device=s.device)
+            self.per_step[name][self.t] = s.flatten(1).sum(1)
+            if self.keep_per_neuron:
+                self.per_neuron[name] += s.sum(0).to(device="cpu", dtype=torch.float64)
+        self.t += 1
+
+
+class ReadoutTracker:
+    """Records the readout's prediction and confidence (max potential) after every step."""
+
+    def __init__(self, network: Any, timesteps: int, *, layer: str = READOUT) -> None:
+        self.readout, self.timesteps = network.layers[layer], timesteps
+        self.pred: Tensor = torch.empty(0)
+        self.conf: Tensor = torch.empty(0)
+        self.t = 0
+
+    def reset_state_variables(self) -> None:
+        """Start a new batch."""
+        self.t = 0
+        self.pred, self.conf = torch.empty(0), torch.empty(0)
+
+    def record(self) -> None:
+        """Called by ``Network.run`` after every step."""
+        v = self.readout.v
+        if self.t == 0:
+            self.pred = torch.empty(self.timesteps, v.shape[0], dtype=torch.int64,
+                                    device=v.device)
+            self.conf = torch.empty(self.timesteps, v.shape[0], device=v.device)
+        self.conf[self.t], self.pred[self.t] = v.max(1)
+        self.t += 1
+
+
+@dataclass
+class SimResult:
+    """Outcome of :func:`simulate` over ``n`` samples and ``timesteps`` steps.
+
+    Attributes:
+        correct: ``[T]`` correctly classified samples after each step.
+        predictions: ``[T, N]`` readout argmax after each step.
+        confidence: ``[T, N]`` readout max membrane potential after each step.
+        labels: ``[N]``.
+        layer_spikes: Layer -> ``[T]`` spikes of all samples per step.
+        layer_neurons: Layer -> number of neurons.
+        sample_spikes: Layer -> ``[T, N]`` spikes per sample per step.
+        neuron_spikes: Layer -> ``[*shape]`` per-neuron totals (if requested).
+    """
+
+    timesteps: int
+    one_step: bool
+    encoding: str
+    correct: Tensor
+    predictions: Tensor
+    confidence: Tensor
+    labels: Tensor
+    layer_spikes: dict[str, Tensor]
+    layer_neurons: dict[str, int]
+    sample_spikes: dict[str, Tensor]
+    neuron_spikes: dict[str, Tensor] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.labels.numel())
+
+    @property
+    def accuracy(self) -> list[float]:
+        """Accuracy after each timestep ``1..T``."""
+        return (self.correct.double() / max(self.n, 1)).tolist()
+
+    def firing_rates(self) -> dict[str, float]:
+        """Per layer: spikes per neuron over the whole window (the paper's IFR)."""
+        return {name: float(spikes.sum()) / (self.n * self.layer_neurons[name])
+                for name, spikes in self.layer_spikes.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary: mode, accuracy curve, final accuracy, IFR per layer."""
+        return {"timesteps": self.timesteps, "one_step": self.one_step,
+                "mode": "one-step" if self.one_step else "delayed",
+                "encoding": self.encoding, "n": self.n, "accuracy": self.accuracy,
+                "final_accuracy": self.accuracy[-1] if self.timesteps else None,
+                "ifr": self.firing_rates(), "seconds": round(self.seconds, 3)}
+
+
+def _batches(data: Any, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
+        yield from zip(data[0].split(batch_size), data[1].split(batch_size))
+        return
+    from torch.utils.data import DataLoader
+
+    yield from DataLoader(data, batch_size=batch_size, shuffle=False)
+
+
+def _length(data: Any) -> int | None:
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
+        return len(data[0])
+    return len(data) if hasattr(data, "__len__") else None
+
+
+def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
+             encoding: str = "current", batch_size: int = 64, device: torch.device | str = "cpu",
+             generator: torch.Generator | None = None, per_neuron: bool = False,
+             progress: bool = False) -> SimResult:
+    """Simulate ``network`` on every sample of ``data`` for ``timesteps`` steps.
+
+    Args:
+        network: A network built by :func:`~bsnn_bindsnet.network.build_network` (layers
+            ``input`` ... ``readout``).
+        data: A dataset of ``(x, y)`` or a pair of tensors ``(X [N, *shape], Y [N])``.
+        timesteps: Steps per sample.
+        one_step: Propagate through all layers within a step (default) or BindsNET's
+            delayed mode.
+        encoding: ``"current"`` (the analog input every step) or ``"poisson"`` (see
+            :func:`~bsnn_bindsnet.encoding.encode`).
+        generator: RNG for Poisson coding.
+        per_neuron: Also keep per-neuron spike totals (for IFR maps).
+
+    Returns:
+        A :class:`SimResult`.
+    """
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+    shape = tuple(network.layers[INPUT].shape)
+    layers = [name for name in network.layers if name not in (INPUT, READOUT)]
+    counter = SpikeCounter(network, layers, timesteps, per_neuron=per_neuron)
+    tracker = ReadoutTracker(network, timesteps)
+    network.add_monitor(counter, "_bsnn_counter")
+    network.add_monitor(tracker, "_bsnn_readout")
+    network.to(device)
+    network.train(False)
+    correct = torch.zeros(timesteps, dtype=torch.int64)
+    preds, confs, labels = [], [], []
+    per_step = {name: [] for name in layers}
+    batches = _batches(data, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = _length(data)
+        batches = tqdm(batches, total=None if total is None else -(-total // batch_size),
+                       desc=f"simulate T={timesteps}", leave=False, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    try:
+        with torch.no_grad():
+            for x, y in batches:
+                if tuple(x.shape[1:]) != shape:
+                    raise ValueError(f"wrong input shape: the network expects "
+                                     f"[B, {', '.join(map(str, shape))}], got {list(x.shape)}")
+                if not torch.isfinite(x).all():
+                    raise ValueError("the input holds NaN/inf values; expected finite, "
+                                     "normalized data")
+                x, y = x.to(device), torch.as_tensor(y).to(device)
+                network.reset_state_variables()  # also resets the two monitors
+                inputs = {INPUT: encode(x, timesteps, encoding=encoding, generator=generator)}
+                network.run(inputs=inputs, time=timesteps, one_step=one_step)
+                correct += (tracker.pred == y.unsqueeze(0)).sum(1).cpu()
+                preds.append(tracker.pred.cpu())
+                confs.append(tracker.conf.cpu())
+                labels.append(y.cpu())
+                for name in layers:
+                    per_step[name].append(counter.per_step[name].cpu())
+    finally:
+        del network.monitors["_bsnn_counter"], network.monitors["_bsnn_readout"]
+    seconds = time.perf_counter() - t0
+    sample_spikes = {name: torch.cat(v, 1) if v else torch.zeros(timesteps, 0, dtype=torch.int32)
+                     for name, v in per_step.items()}
+    return SimResult(
+        timesteps=timesteps, one_step=one_step, encoding=encoding, correct=correct,
+        predictions=torch.cat(preds, 1), confidence=torch.cat(confs, 1),
+        labels=torch.cat(labels), sample_spikes=sample_spikes,
+        layer_spikes={name: s.sum(1, dtype=torch.float64) for name, s in sample_spikes.items()},
+        layer_neurons={name: network.layers[name].n for name in layers},
+        neuron_spikes=counter.per_neuron, seconds=seconds)

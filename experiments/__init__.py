@@ -1,0 +1,1 @@
+"""Reproduction scripts, one module per figure or table: ``python -m experiments.<name>``."""

@@ -1,0 +1,45 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bsnn_bindsnet.cli import main
+
+
+def test_help_does_not_import_bindsnet_or_matplotlib():
+    code = ("import sys\nfrom bsnn_bindsnet.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('bindsnet', 'gymnasium', 'matplotlib', 'cv2') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unknown_preset_is_a_one_line_error_listing_the_choices(tmp_path, capsys):
+    assert main(["train", "--preset", "cifar10-fp", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset 'cifar10-fp'" in err and "fmnist-fp" in err
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "digits-fp", "--out", str(out), "--epochs", "1",
+                 "--train-subset", "128", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1: lr 0.1" in printed and "digits-fp: test accuracy" in printed
+    assert main(["evaluate", str(out / "model.pt")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dataset"] == "digits" and result["n"] == 360
+    logged = json.loads((out / "metrics.json").read_text())[0]["test_acc"]
+    assert result["accuracy"] == pytest.approx(logged)
+
+
+def test_missing_model_file_is_reported(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "none.pt")]) == 2
+    assert "no model file" in capsys.readouterr().err
+
+
+def test_presets_lists_the_paper_recipes(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar100-fp" in out and "imagenet-bwn" in out

@@ -1,0 +1,127 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bsnn_bindsnet.ann.fit import RunConfig, fit
+from bsnn_bindsnet.ann.train import evaluate, train_one_epoch
+from bsnn_bindsnet.checkpoint import CheckpointError, read_model_file
+
+
+def _cfg(tmp_path, name="run", **kw):
+    base = dict(preset="digits-fp", out_dir=str(tmp_path / name), epochs=3, train_subset=512,
+                progress=False, seed=3)
+    return RunConfig(**{**base, **kw})
+
+
+def _weights(run_dir):
+    return read_model_file(os.path.join(run_dir, "model.pt"))["state_dict"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_mid_epoch_reaches_the_same_weights(tmp_path):
+    straight = _cfg(tmp_path, "straight")
+    history = fit(straight)
+    interrupted = _cfg(tmp_path, "interrupted")
+
+    def stop_in_epoch_2(epoch, batch, loss):
+        if epoch == 1 and batch == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(interrupted, on_batch=stop_in_epoch_2)
+    assert torch.load(os.path.join(interrupted.out_dir, "checkpoint.pt"),
+                      weights_only=True)["epoch"] == 1
+    resumed = fit(interrupted, resume=True)
+    a, b = _weights(straight.out_dir), _weights(interrupted.out_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["test_acc"] for r in resumed] == [r["test_acc"] for r in history]
+    rows = (tmp_path / "interrupted" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,lr,weight_decay,train_loss") and len(rows) == 4
+
+
+def test_same_seed_same_run_different_seed_different_run(tmp_path):
+    one = fit(_cfg(tmp_path, "a", epochs=1))
+    two = fit(_cfg(tmp_path, "b", epochs=1))
+    three = fit(_cfg(tmp_path, "c", epochs=1, seed=4))
+    assert one[0]["train_loss"] == two[0]["train_loss"] != three[0]["train_loss"]
+
+
+def test_an_existing_run_is_never_overwritten_silently(tmp_path):
+    cfg = _cfg(tmp_path, epochs=1)
+    fit(cfg)
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(cfg)
+    with pytest.raises(CheckpointError, match="lr: checkpoint None vs now 0.5"):
+        fit(replace(cfg, lr=0.5), resume=True)
+    fit(cfg, overwrite=True)
+
+
+def test_hybrid_binarization_starts_from_the_full_precision_weights(tmp_path):
+    fp = _cfg(tmp_path, "fp", epochs=1)
+    fit(fp)
+    with pytest.raises(ValueError, match="--init-from"):
+        fit(_cfg(tmp_path, "bwn", preset="digits-bwn"))
+    bwn = _cfg(tmp_path, "bwn", preset="digits-bwn", epochs=1, lr=1e-12,
+               init_from=os.path.join(fp.out_dir, "model.pt"))
+    fit(bwn)
+    before, after = _weights(fp.out_dir), _weights(bwn.out_dir)
+    assert torch.allclose(before["conv2.weight"], after["conv2.weight"], atol=1e-9)
+    config = json.loads((tmp_path / "bwn" / "config.json").read_text())
+    assert config["resolved"]["quant"] == "bwn"
+
+
+def test_init_from_another_architecture_is_refused(tmp_path):
+    fp = _cfg(tmp_path, "fp", epochs=1)
+    fit(fp)
+    blob = read_model_file(os.path.join(fp.out_dir, "model.pt"))
+    blob["model"] = "mlp"
+    torch.save(blob, tmp_path / "mlp.pt")
+    with pytest.raises(CheckpointError, match="holds a 'mlp' model"):
+        fit(_cfg(tmp_path, "bwn", preset="digits-bwn", init_from=str(tmp_path / "mlp.pt")))
+
+
+def test_nan_input_and_nan_loss_stop_with_a_clear_error():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.ones(2, 4), torch.tensor([0, 1])
+    bad = x.clone()
+    bad[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="training batch 0: the input holds 1 NaN"):
+        train_one_epoch(model, [(bad, y)], opt)
+    with pytest.raises(ValueError, match="evaluation batch 0"):
+        evaluate(model, [(torch.full((2, 4), float("inf")), y)])
+    with torch.no_grad():
+        model[1].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        train_one_epoch(model, [(x, y)], opt)
+
+
+def test_killed_training_process_resumes_to_the_same_weights(tmp_path):
+    """A real SIGKILL of `bsnn train`, then `--resume`."""
+    args = [sys.executable, "-m", "bsnn_bindsnet.cli", "train", "--preset", "digits-fp",
+            "--epochs", "6", "--seed", "5", "--no-progress"]
+    straight = tmp_path / "straight"
+    subprocess.run(args + ["--out", str(straight)], check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--out", str(killed)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"]
+    assert 1 <= done < 6, "the run should have been killed before its last epoch"
+    subprocess.run(args + ["--out", str(killed), "--resume"], check=True, capture_output=True)
+    a, b = _weights(straight), _weights(killed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
