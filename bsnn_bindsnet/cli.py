@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from bsnn_bindsnet import __version__
 
 # Errors that come from what the user asked for: reported in one line, exit status 2.
-_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError)
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError,
+                NotImplementedError)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -80,12 +81,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from bsnn_bindsnet.ann.train import evaluate
-    from bsnn_bindsnet.checkpoint import load_model, read_model_file
+    from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.data import load_dataset, make_loader
 
-    dataset = args.dataset or read_model_file(args.model)["meta"].get("dataset")
-    if not dataset:
-        raise ValueError(f"{args.model} does not record its dataset; pass --dataset")
+    dataset = _model_dataset(args.model, args.dataset)
     model = load_model(args.model).to(torch.device(args.device))
     data = load_dataset(dataset, args.split, data_root=args.data_root)
     stats = evaluate(model, make_loader(data, batch_size=args.batch_size, shuffle=False),
@@ -93,6 +92,123 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(json.dumps({"model": args.model, "dataset": dataset, "split": args.split,
                       "accuracy": stats.acc, "loss": stats.loss, "n": stats.n}))
     return 0
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert a trained model.pt into a B-SNN (BindsNET)",
+                       description="Threshold-balance a trained ANN on calibration data and "
+                       "save the converted network (topology, weights, thresholds).")
+    p.add_argument("model", help="model.pt written by `bsnn train`")
+    p.add_argument("--out", required=True, help="file for the converted network, e.g. snn.pt")
+    p.add_argument("--dataset", help="defaults to the dataset the model was trained on")
+    p.add_argument("--data-root")
+    p.add_argument("--percentile", type=float, default=99.7,
+                   help="activation percentile for the thresholds (100 = max)")
+    p.add_argument("--statistic", choices=("all", "sample-max"), default="all",
+                   help="percentile over all activation values, or over per-sample maxima")
+    p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
+                   help="subtractive reset (SIF) or reset to zero (RIF)")
+    p.add_argument("--v-init", choices=("zero", "half"), default="zero",
+                   help="initial membrane potential: 0 or threshold/2")
+    p.add_argument("--calib-size", type=int, help="calibration samples (dataset default)")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="skip measuring the ANN's test accuracy")
+    p.add_argument("--device", default="cpu")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from bsnn_bindsnet.ann.train import evaluate
+    from bsnn_bindsnet.checkpoint import load_model, read_model_file
+    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.data import load_dataset, make_loader
+    from bsnn_bindsnet.network import save_plan
+
+    dataset = _model_dataset(args.model, args.dataset)
+    model = load_model(args.model)
+    calib = load_dataset(dataset, "calib", data_root=args.data_root, calib_size=args.calib_size)
+    plan = ann_to_bsnn(model, calib, percentile=args.percentile, statistic=args.statistic,
+                       reset=args.reset, v_init=args.v_init, device=args.device, build=False)
+    plan.info.update(dataset=dataset, model_file=str(args.model),
+                     model=read_model_file(args.model)["model"])
+    if args.evaluate:
+        test = load_dataset(dataset, "test", data_root=args.data_root)
+        plan.info["ann_test_acc"] = evaluate(model, make_loader(test, batch_size=256,
+                                                                shuffle=False),
+                                             device=args.device).acc
+    save_plan(plan, args.out)
+    print(json.dumps({"out": args.out, "layers": [layer.name for layer in plan.layers],
+                      "thresholds": {layer.name: layer.thresh for layer in plan.layers
+                                     if layer.thresh is not None},
+                      "ann_test_acc": plan.info.get("ann_test_acc")}, indent=2))
+    return 0
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="run a converted B-SNN: accuracy vs timesteps",
+                       description="Simulate a network saved by `bsnn convert` with BindsNET's "
+                       "minibatch runner; writes simulation.json, accuracy.csv, accuracy.png.")
+    p.add_argument("network", help="file written by `bsnn convert`")
+    p.add_argument("--timesteps", type=int, default=64)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--mode", choices=("one-step", "delayed"), default="one-step",
+                   help="propagate through all layers each step, or BindsNET's per-layer delay")
+    p.add_argument("--encoding", choices=("current", "poisson"), default="current")
+    p.add_argument("--dataset", help="defaults to the dataset recorded at conversion")
+    p.add_argument("--split", default="test", choices=("train", "calib", "test"))
+    p.add_argument("--limit", type=int, help="only the first N samples")
+    p.add_argument("--data-root")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    from torch.utils.data import Subset
+
+    from bsnn_bindsnet.checkpoint import atomic_write_json
+    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.network import build_network, load_plan
+    from bsnn_bindsnet.report import accuracy_table, plot_accuracy, write_accuracy_csv
+    from bsnn_bindsnet.simulate import simulate
+
+    plan = load_plan(args.network)
+    dataset = args.dataset or plan.info.get("dataset")
+    if not dataset:
+        raise ValueError(f"{args.network} does not record its dataset; pass --dataset")
+    data = load_dataset(dataset, args.split, data_root=args.data_root)
+    if args.limit:
+        data = Subset(data, range(min(args.limit, len(data))))
+    result = simulate(build_network(plan), data, args.timesteps,
+                      one_step=args.mode == "one-step", encoding=args.encoding,
+                      batch_size=args.batch_size, device=args.device,
+                      generator=torch.Generator().manual_seed(args.seed),
+                      progress=args.progress)
+    out = Path(args.out)
+    name = Path(args.network).stem
+    ann = {name: plan.info["ann_test_acc"]} if "ann_test_acc" in plan.info else None
+    summary = {**result.summary(), "network": str(args.network), "dataset": dataset,
+               "split": args.split, "conversion": plan.info}
+    atomic_write_json(summary, out / "simulation.json")
+    write_accuracy_csv({name: result.accuracy}, out / "accuracy.csv")
+    plot_accuracy({name: result.accuracy}, out / "accuracy.png", ann=ann,
+                  title=f"{dataset} ({summary['mode']}, {args.encoding})")
+    print(accuracy_table({name: result.accuracy}, ann))
+    print(f"mode: {summary['mode']}; {result.n} samples in {result.seconds:.1f} s; "
+          f"results in {out}/")
+    return 0
+
+
+def _model_dataset(model: str, dataset: str | None) -> str:
+    from bsnn_bindsnet.checkpoint import read_model_file
+
+    dataset = dataset or read_model_file(model)["meta"].get("dataset")
+    if not dataset:
+        raise ValueError(f"{model} does not record its dataset; pass --dataset")
+    return dataset
 
 
 def _run_presets(args: argparse.Namespace) -> int:
@@ -114,11 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_convert(sub)
+    _add_simulate(sub)
     sub.add_parser("presets", help="list the training presets")
     return parser
 
 
-_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "presets": _run_presets}
+_COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "convert": _run_convert,
+             "simulate": _run_simulate, "presets": _run_presets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,3 +50,30 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def trained_models(dataset: str, runs_dir: Path, *, smoke: bool = False) -> dict[str, Path]:
+    """``{"fp": .../model.pt, "bwn": .../model.pt}`` of the dataset's FP and hybrid BWN runs.
+
+    With ``smoke`` missing runs are trained on the spot (2 epochs, 256 samples); otherwise a
+    missing run is an error that names the command producing it.
+    """
+    prefix = preset_prefix(dataset)
+    paths = {mode: Path(runs_dir) / f"{prefix}-{mode}" / "model.pt" for mode in ("fp", "bwn")}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    if not smoke:
+        missing = ", ".join(str(p) for p in paths.values() if not p.exists())
+        raise FileNotFoundError(
+            f"missing trained models: {missing}; train them with `python -m "
+            f"experiments.fig3_training_curves --dataset {dataset} --out-dir {runs_dir}` (or "
+            f"`bsnn train --preset {prefix}-fp --out {runs_dir}/{prefix}-fp` and then "
+            f"`bsnn train --preset {prefix}-bwn --init-from {runs_dir}/{prefix}-fp/model.pt "
+            f"--out {runs_dir}/{prefix}-bwn`)")
+    from bsnn_bindsnet.ann.fit import RunConfig, fit
+
+    for mode in ("fp", "bwn"):
+        init = str(paths["fp"]) if mode == "bwn" else None
+        fit(RunConfig(preset=f"{prefix}-{mode}", out_dir=str(paths[mode].parent), epochs=2,
+                      train_subset=256, init_from=init, progress=False), overwrite=True)
+    return paths

@@ -4,7 +4,7 @@ import json
 import pytest
 
 
-@pytest.mark.parametrize("name", ["demo", "fig3_training_curves"])
+@pytest.mark.parametrize("name", ["demo", "conversion_accuracy"])
 def test_experiment_smoke(name, tmp_path):
     importlib.import_module(f"experiments.{name}").main(["--smoke", "--out-dir", str(tmp_path)])
     results = json.loads((tmp_path / "results.json").read_text())

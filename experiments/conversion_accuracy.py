@@ -1,0 +1,129 @@
+"""Conversion accuracy: ANN vs converted SNN (full precision) and B-SNN (binary weights), with
+subtractive-reset (SIF) and reset-to-zero (RIF) IF neurons, accuracy after every timestep; and a
+sweep of threshold choices (percentile, v(0) = 0 or theta/2) at a short latency.
+
+Needs the trained ``<prefix>-fp`` and ``<prefix>-bwn`` runs (``experiments.fig3_training_curves``).
+
+    python -m experiments.conversion_accuracy --dataset fashion-mnist --runs-dir results/fig3
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from experiments.common import trained_models, write_results
+
+SWEEP_PERCENTILES = (99.99, 99.9, 99.7, 99.5, 99.0, 98.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = "fashion-mnist"
+    runs_dir: Path = Path("results/fig3")
+    out_dir: Path = Path("results/conversion")
+    timesteps: int = 256
+    percentile: float = 99.9
+    statistic: str = "all"
+    sweep_timesteps: int = 8
+    limit: int | None = None
+    batch_size: int = 256
+    data_root: str | None = None
+    device: str = "cpu"
+    smoke: bool = False
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default=Config.dataset)
+    p.add_argument("--runs-dir", type=Path, default=Config.runs_dir)
+    p.add_argument("--out-dir", type=Path, default=Config.out_dir)
+    p.add_argument("--timesteps", type=int, default=Config.timesteps)
+    p.add_argument("--percentile", type=float, default=Config.percentile)
+    p.add_argument("--statistic", choices=("all", "sample-max"), default=Config.statistic)
+    p.add_argument("--sweep-timesteps", type=int, default=Config.sweep_timesteps)
+    p.add_argument("--limit", type=int, help="only the first N test samples")
+    p.add_argument("--batch-size", type=int, default=Config.batch_size)
+    p.add_argument("--data-root")
+    p.add_argument("--device", default=Config.device)
+    p.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=False,
+                   help="digits, tiny models trained on the spot, T=16, 64 samples")
+    cfg = Config(**vars(p.parse_args(argv)))
+    if cfg.smoke:
+        cfg = Config(**{**asdict(cfg), "dataset": "digits", "timesteps": 16, "limit": 64,
+                        "runs_dir": cfg.out_dir / "models"})
+    return cfg
+
+
+def _sweep(cfg: Config) -> tuple[float, ...]:
+    return SWEEP_PERCENTILES[1:3] if cfg.smoke else SWEEP_PERCENTILES
+
+
+def _simulate(model, calib, test, cfg: Config, timesteps: int, **convert_kw) -> dict:
+    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.simulate import simulate
+
+    network = ann_to_bsnn(model, calib, statistic=cfg.statistic, device=cfg.device, **convert_kw)
+    result = simulate(network, test, timesteps, one_step=True, batch_size=cfg.batch_size,
+                      device=cfg.device)
+    return {**result.summary(), **convert_kw}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    from torch.utils.data import Subset
+
+    from bsnn_bindsnet.ann.train import evaluate
+    from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.data import load_dataset, make_loader
+    from bsnn_bindsnet.report import accuracy_table, plot_accuracy, write_accuracy_csv
+
+    cfg = parse_args(argv)
+    paths = trained_models(cfg.dataset, cfg.runs_dir, smoke=cfg.smoke)
+    calib = load_dataset(cfg.dataset, "calib", data_root=cfg.data_root)
+    test = load_dataset(cfg.dataset, "test", data_root=cfg.data_root)
+    if cfg.limit:
+        test = Subset(test, range(min(cfg.limit, len(test))))
+    results: dict = {"ann": {}, "curves": {}, "sweep": []}
+    for kind, label in (("fp", "SNN"), ("bwn", "B-SNN")):
+        model = load_model(paths[kind])
+        results["ann"][label] = evaluate(model, make_loader(test, batch_size=256,
+                                                            shuffle=False)).acc
+        for reset, neuron in (("subtract", "SIF"), ("zero", "RIF")):
+            row = _simulate(model, calib, test, cfg, cfg.timesteps, reset=reset,
+                            percentile=cfg.percentile)
+            results["curves"][f"{label} {neuron}"] = row
+            print(f"{label} {neuron}: {100 * row['final_accuracy']:.2f} % at T={cfg.timesteps} "
+                  f"(ANN {100 * results['ann'][label]:.2f} %, {row['seconds']:.0f} s)", flush=True)
+        for percentile in _sweep(cfg):
+            for v_init in ("zero", "half"):
+                row = _simulate(model, calib, test, cfg, cfg.sweep_timesteps, reset="subtract",
+                                percentile=percentile, v_init=v_init)
+                results["sweep"].append({"network": label, "percentile": percentile,
+                                         "v_init": v_init, "accuracy": row["accuracy"]})
+    write_results(cfg.out_dir, asdict(cfg), results)
+    curves = {name: row["accuracy"] for name, row in results["curves"].items()}
+    ann = {name: results["ann"][name.split()[0]] for name in curves}
+    write_accuracy_csv(curves, cfg.out_dir / "accuracy.csv")
+    plot_accuracy(curves, cfg.out_dir / "accuracy.png", ann=ann,
+                  title=f"{cfg.dataset}: one-step, {cfg.percentile}th percentile")
+    print(f"\n{cfg.dataset}, {len(test)} test samples, one-step mode, constant-current input, "
+          f"{cfg.percentile}th percentile ({cfg.statistic})\n")
+    print(accuracy_table(curves, ann, steps=(8, 16, 32, 64, 128, 256, 512)))
+    t = cfg.sweep_timesteps
+    print(f"\nSIF accuracy (%) at T={t} by threshold choice:\n")
+    print("| network | percentile | v(0)=0 | v(0)=theta/2 |\n|---|---|---|---|")
+    for label in ("SNN", "B-SNN"):
+        for percentile in _sweep(cfg):
+            acc = {r["v_init"]: r["accuracy"][t - 1] for r in results["sweep"]
+                   if r["network"] == label and r["percentile"] == percentile}
+            print(f"| {label} | {percentile} | {100 * acc['zero']:.2f} | "
+                  f"{100 * acc['half']:.2f} |")
+    print(f"\nresults: {cfg.out_dir}/results.json, accuracy.csv, accuracy.png")
+    return results
+
+
+if __name__ == "__main__":
+    main()
