@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from bsnn_bindsnet.functional import scale_per_channel, sign_nonzero
+from bsnn_bindsnet.functional import scale_per_channel, sign_nonzero, to_conv_layout
 
 with warnings.catch_warnings():  # importing bindsnet sets warnings.filterwarnings("ignore")
     from bindsnet.network.nodes import Nodes
@@ -146,7 +146,7 @@ class _BinaryWeights(_StaticConnection):
         sign = sign_nonzero(weight)
         self.register_buffer("sign", sign.to(torch.int8))
         self.register_buffer("scale", _scale_vector(weight, scale, per_channel))
-        self.register_buffer("_sign_float", sign, persistent=False)
+        self.register_buffer("_sign_float", to_conv_layout(sign), persistent=False)
         self.register_load_state_dict_post_hook(_resync_sign_float)
 
 
@@ -348,7 +348,7 @@ class FullPrecisionConv2dConnection(_Conv2dBase):
         super().__init__(source, target)
         owner = type(self).__name__
         weight = self._setup_conv(weight, stride, padding, pool)
-        self.register_buffer("weight", weight)
+        self.register_buffer("weight", to_conv_layout(weight))
         self.register_buffer("bias", None if bias is None else _as_bias(bias, weight, owner))
 
     @property

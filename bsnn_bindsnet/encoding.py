@@ -5,6 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+def _over_time(x: Tensor, timesteps: int) -> Tensor:
+    """A fresh ``[T, *x.shape]`` tensor whose ``[t]`` slices are in ``x``'s conv layout."""
+    if x.dim() != 4:
+        return torch.empty((timesteps, *x.shape), dtype=x.dtype, device=x.device)
+    b, c, h, w = x.shape  # [T, B, H, W, C] storage viewed as [T, B, C, H, W]
+    return torch.empty((timesteps, b, h, w, c), dtype=x.dtype,
+                       device=x.device).permute(0, 1, 4, 2, 3)
+
 
 def constant_current(x: Tensor, timesteps: int) -> Tensor:
     """The analog input as a constant current every step (the conversion route's coding).
@@ -12,7 +20,9 @@ def constant_current(x: Tensor, timesteps: int) -> Tensor:
     Returns a fresh ``[T, B, *shape]`` tensor: BindsNET's ``Input`` layer keeps a reference to
     the tensor it is given and zeroes it on reset, so it must never be the caller's data.
     """
-    return x.unsqueeze(0).expand(timesteps, *x.shape).clone()
+    out = _over_time(x, timesteps)
+    out.copy_(x.unsqueeze(0).expand_as(out))
+    return out
 
 
 def poisson_signed(x: Tensor, timesteps: int, *,
@@ -25,8 +35,10 @@ def poisson_signed(x: Tensor, timesteps: int, *,
     """
     c = x.abs().flatten(1).amax(1).clamp(min=1e-12).view(-1, *([1] * (x.dim() - 1)))
     rates = (x.abs() / c).unsqueeze(0).expand(timesteps, *x.shape)
-    spikes = torch.bernoulli(rates, generator=generator)
-    return spikes * (torch.sign(x) * c).unsqueeze(0)
+    out = _over_time(x, timesteps)
+    out.copy_(rates)
+    torch.bernoulli(out, generator=generator, out=out)
+    return out.mul_((torch.sign(x) * c).unsqueeze(0))
 
 
 def encode(x: Tensor, timesteps: int, *, encoding: str = "current",

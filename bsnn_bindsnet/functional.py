@@ -75,3 +75,13 @@ def if_step_zero(v: Tensor, x: Tensor, thresh: Tensor) -> tuple[Tensor, Tensor]:
     v = v + x
     s = v >= thresh
     return s, torch.where(s, torch.zeros_like(v), v)
+
+
+def to_conv_layout(t: Tensor) -> Tensor:
+    """A 4-D tensor in channels-last memory order (other tensors unchanged).
+
+    Convolutions on small images run about twice as fast on the CPU with channels-last inputs
+    and weights (oneDNN), and element-wise ops keep the layout, so the simulator keeps membrane
+    potentials, spikes, conv weights and input currents in it. Values and shapes are unchanged.
+    """
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from bsnn_bindsnet.functional import to_conv_layout
+
 with warnings.catch_warnings():  # importing bindsnet sets warnings.filterwarnings("ignore")
     from bindsnet.network.nodes import Nodes
 
@@ -97,7 +99,8 @@ class _IFNodes(Nodes):
         """Allocate ``s`` (in ``Nodes``) and ``v`` as ``[batch_size, *shape]``; initialise ``v``."""
         super().set_batch_size(batch_size)
         v = self.v
-        self.v = torch.empty(batch_size, *self.shape, device=v.device, dtype=v.dtype)
+        self.v = to_conv_layout(torch.empty(batch_size, *self.shape, device=v.device,
+                                            dtype=v.dtype))
         self._init_v()
 
     def reset_state_variables(self) -> None:

@@ -103,15 +103,20 @@ class ReadoutTracker:
 class SimResult:
     """Outcome of :func:`simulate` over ``n`` samples and ``timesteps`` steps.
 
+    Memory is O(T + N) per layer by default; the per-sample, per-step traces (``[T, N]``) that
+    the early-exit analysis needs are kept only with ``simulate(..., per_sample=True)``.
+
     Attributes:
         correct: ``[T]`` correctly classified samples after each step.
-        predictions: ``[T, N]`` readout argmax after each step.
-        confidence: ``[T, N]`` readout max membrane potential after each step.
+        predictions: ``[N]`` readout argmax after the last step.
+        confidence: ``[N]`` readout max membrane potential after the last step.
         labels: ``[N]``.
         layer_spikes: Layer -> ``[T]`` spikes of all samples per step.
         layer_neurons: Layer -> number of neurons.
-        sample_spikes: Layer -> ``[T, N]`` spikes per sample per step.
-        neuron_spikes: Layer -> ``[*shape]`` per-neuron totals (if requested).
+        step_predictions: ``[T, N]`` argmax after each step (``per_sample`` only).
+        step_confidence: ``[T, N]`` max potential after each step (``per_sample`` only).
+        sample_spikes: Layer -> ``[T, N]`` spikes per sample per step (``per_sample`` only).
+        neuron_spikes: Layer -> ``[*shape]`` per-neuron totals (``per_neuron`` only).
     """
 
     timesteps: int
@@ -123,7 +128,9 @@ class SimResult:
     labels: Tensor
     layer_spikes: dict[str, Tensor]
     layer_neurons: dict[str, int]
-    sample_spikes: dict[str, Tensor]
+    step_predictions: Tensor | None = None
+    step_confidence: Tensor | None = None
+    sample_spikes: dict[str, Tensor] = field(default_factory=dict)
     neuron_spikes: dict[str, Tensor] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -169,7 +176,7 @@ def _length(data: Any) -> int | None:
 def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
              encoding: str = "current", batch_size: int = 64, device: torch.device | str = "cpu",
              generator: torch.Generator | None = None, per_neuron: bool = False,
-             progress: bool = False) -> SimResult:
+             per_sample: bool = False, progress: bool = False) -> SimResult:
     """Simulate ``network`` on every sample of ``data`` for ``timesteps`` steps.
 
     Args:
@@ -183,6 +190,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
             :func:`~bsnn_bindsnet.encoding.encode`).
         generator: RNG for Poisson coding.
         per_neuron: Also keep per-neuron spike totals (for IFR maps).
+        per_sample: Also keep ``[T, N]`` per-sample traces (predictions, confidence, spikes).
 
     Returns:
         A :class:`SimResult`.
@@ -200,8 +208,9 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     network.to(device)
     network.train(False)
     correct = torch.zeros(timesteps, dtype=torch.int64)
-    preds, confs, labels = [], [], []
-    per_step = {name: [] for name in layers}
+    spikes = {name: torch.zeros(timesteps, dtype=torch.float64) for name in layers}
+    preds, confs, labels = [], [], []  # [T, B] per batch with per_sample, else [B]
+    per_step: dict[str, list[Tensor]] = {name: [] for name in layers}
     batches = _batches(data, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -224,20 +233,29 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
                 inputs = {INPUT: encode(x, timesteps, encoding=encoding, generator=generator)}
                 network.run(inputs=inputs, time=timesteps, one_step=one_step)
                 correct += (tracker.pred == y.unsqueeze(0)).sum(1).cpu()
-                preds.append(tracker.pred.cpu())
-                confs.append(tracker.conf.cpu())
+                keep = slice(None) if per_sample else -1
+                preds.append(tracker.pred[keep].cpu())
+                confs.append(tracker.conf[keep].cpu())
                 labels.append(y.cpu())
                 for name in layers:
-                    per_step[name].append(counter.per_step[name].cpu())
+                    spikes[name] += counter.per_step[name].sum(1).cpu()
+                    if per_sample:
+                        per_step[name].append(counter.per_step[name].cpu())
     finally:
         del network.monitors["_bsnn_counter"], network.monitors["_bsnn_readout"]
     seconds = time.perf_counter() - t0
-    sample_spikes = {name: torch.cat(v, 1) if v else torch.zeros(timesteps, 0, dtype=torch.int32)
-                     for name, v in per_step.items()}
-    return SimResult(
+    if not labels:
+        raise ValueError("the data set is empty; expected at least one sample")
+    dim = 1 if per_sample else 0
+    result = SimResult(
         timesteps=timesteps, one_step=one_step, encoding=encoding, correct=correct,
-        predictions=torch.cat(preds, 1), confidence=torch.cat(confs, 1),
-        labels=torch.cat(labels), sample_spikes=sample_spikes,
-        layer_spikes={name: s.sum(1, dtype=torch.float64) for name, s in sample_spikes.items()},
+        predictions=torch.cat(preds, dim)[-1] if per_sample else torch.cat(preds),
+        confidence=torch.cat(confs, dim)[-1] if per_sample else torch.cat(confs),
+        labels=torch.cat(labels), layer_spikes=spikes,
         layer_neurons={name: network.layers[name].n for name in layers},
         neuron_spikes=counter.per_neuron, seconds=seconds)
+    if per_sample:
+        result.step_predictions = torch.cat(preds, 1)
+        result.step_confidence = torch.cat(confs, 1)
+        result.sample_spikes = {name: torch.cat(v, 1) for name, v in per_step.items()}
+    return result

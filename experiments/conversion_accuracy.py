@@ -16,7 +16,8 @@ from pathlib import Path
 
 from experiments.common import trained_models, write_results
 
-SWEEP_PERCENTILES = (99.99, 99.9, 99.7, 99.5, 99.0, 98.0)
+SWEEP_PERCENTILES = (99.9, 99.7, 99.0)
+RESETS = {"subtract": "SIF", "zero": "RIF"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Config:
     timesteps: int = 256
     percentile: float = 99.9
     statistic: str = "all"
+    resets: tuple[str, ...] = ("subtract", "zero")
+    sweep: bool = True
     sweep_timesteps: int = 8
     limit: int | None = None
     batch_size: int = 256
@@ -44,6 +47,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--timesteps", type=int, default=Config.timesteps)
     p.add_argument("--percentile", type=float, default=Config.percentile)
     p.add_argument("--statistic", choices=("all", "sample-max"), default=Config.statistic)
+    p.add_argument("--resets", nargs="+", choices=tuple(RESETS), default=Config.resets,
+                   help="IF reset modes to simulate")
+    p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=True,
+                   help="also sweep threshold choices (percentile x v(0)) at --sweep-timesteps")
     p.add_argument("--sweep-timesteps", type=int, default=Config.sweep_timesteps)
     p.add_argument("--limit", type=int, help="only the first N test samples")
     p.add_argument("--batch-size", type=int, default=Config.batch_size)
@@ -51,7 +58,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--device", default=Config.device)
     p.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=False,
                    help="digits, tiny models trained on the spot, T=16, 64 samples")
-    cfg = Config(**vars(p.parse_args(argv)))
+    args = vars(p.parse_args(argv))
+    cfg = Config(**{**args, "resets": tuple(args["resets"])})
     if cfg.smoke:
         cfg = Config(**{**asdict(cfg), "dataset": "digits", "timesteps": 16, "limit": 64,
                         "runs_dir": cfg.out_dir / "models"})
@@ -59,7 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 def _sweep(cfg: Config) -> tuple[float, ...]:
-    return SWEEP_PERCENTILES[1:3] if cfg.smoke else SWEEP_PERCENTILES
+    if not cfg.sweep:
+        return ()
+    return SWEEP_PERCENTILES[:2] if cfg.smoke else SWEEP_PERCENTILES
 
 
 def _simulate(model, calib, test, cfg: Config, timesteps: int, **convert_kw) -> dict:
@@ -91,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         model = load_model(paths[kind])
         results["ann"][label] = evaluate(model, make_loader(test, batch_size=256,
                                                             shuffle=False)).acc
-        for reset, neuron in (("subtract", "SIF"), ("zero", "RIF")):
+        for reset in cfg.resets:
+            neuron = RESETS[reset]
             row = _simulate(model, calib, test, cfg, cfg.timesteps, reset=reset,
                             percentile=cfg.percentile)
             results["curves"][f"{label} {neuron}"] = row
@@ -113,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
           f"{cfg.percentile}th percentile ({cfg.statistic})\n")
     print(accuracy_table(curves, ann, steps=(8, 16, 32, 64, 128, 256, 512)))
     t = cfg.sweep_timesteps
+    if not cfg.sweep:
+        print(f"\nresults: {cfg.out_dir}/results.json, accuracy.csv, accuracy.png")
+        return results
     print(f"\nSIF accuracy (%) at T={t} by threshold choice:\n")
     print("| network | percentile | v(0)=0 | v(0)=theta/2 |\n|---|---|---|---|")
     for label in ("SNN", "B-SNN"):
