@@ -93,13 +93,23 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, name: str,
                         "state_dict": model.state_dict(), "meta": dict(meta or {})}, path)
 
 
+def safe_torch_load(path: str | os.PathLike, *, what: str) -> Any:
+    """``torch.load`` (weights only, to the CPU) that reports an unreadable file as a
+    :class:`CheckpointError` naming the file and what was expected."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and torch errors all mean "not such a file"
+        raise CheckpointError(f"{path} cannot be read as {what} ({type(err).__name__}: "
+                              f"{err})") from err
+
+
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     """Load a model file and check its format; a missing or foreign file raises clearly."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path} (expected a model.pt written by "
                                 "`bsnn train`)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = safe_torch_load(path, what="a bsnn-bindsnet model file")
     if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{path} is not a bsnn-bindsnet model file (expected format "
                               f"{MODEL_FORMAT!r}; training checkpoints are in checkpoint.pt, "

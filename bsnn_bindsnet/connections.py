@@ -141,8 +141,11 @@ class _BinaryWeights(_StaticConnection):
     """Holds ``sign`` (int8), ``scale`` ``[out]`` and a float copy of the sign for compute."""
 
     def _register_binary(
-        self, weight: Tensor, scale: Tensor | float | None, per_channel: bool
+        self, weight: Tensor, scale: Tensor | float | None, per_channel: bool,
+        bias: Tensor | None,
     ) -> None:
+        owner = type(self).__name__
+        self.register_buffer("bias", None if bias is None else _as_bias(bias, weight, owner))
         sign = sign_nonzero(weight)
         self.register_buffer("sign", sign.to(torch.int8))
         self.register_buffer("scale", _scale_vector(weight, scale, per_channel))
@@ -158,7 +161,7 @@ def _resync_sign_float(module: _BinaryWeights, incompatible_keys) -> None:
 class BinaryConnection(_BinaryWeights):
     r"""Binary fully connected synapses, flattening the source.
 
-    .. math:: I_t = \alpha \odot \big(\operatorname{sign}(W)\, s_t\big)
+    .. math:: I_t = \alpha \odot \big(\operatorname{sign}(W)\, s_t\big) + b
 
     :math:`\operatorname{sign}(W) s_t` is integer-valued (accumulates of :math:`\pm 1`);
     :math:`\alpha` is applied once per output afterwards.
@@ -169,6 +172,7 @@ class BinaryConnection(_BinaryWeights):
         weight: Real-valued weight in ``nn.Linear`` layout ``[out, in]``; only its sign
             (:func:`~bsnn_bindsnet.functional.sign_nonzero`, never 0) and scale are kept.
         scale: :math:`\alpha`: a single value or ``[out]``; ``None`` for ``mean |W|``.
+        bias: Optional ``[out]`` constant current added after the scale (batch-norm folding).
         per_channel: With ``scale=None``, one :math:`\alpha` per output row (true) or one for
             the layer.
 
@@ -189,11 +193,12 @@ class BinaryConnection(_BinaryWeights):
         weight: Tensor,
         scale: Tensor | float | None = None,
         per_channel: bool = True,
+        bias: Tensor | None = None,
     ) -> None:
         super().__init__(source, target)
         weight = _as_weight(weight, 2, type(self).__name__)
         _check_flat(type(self).__name__, source, target, weight)
-        self._register_binary(weight, scale, per_channel)
+        self._register_binary(weight, scale, per_channel, bias)
 
     @property
     def w(self) -> Tensor:
@@ -204,7 +209,10 @@ class BinaryConnection(_BinaryWeights):
     def compute(self, s: Tensor) -> Tensor:
         b = s.shape[0]
         out = F.linear(s.reshape(b, -1).to(self._sign_float.dtype), self._sign_float)
-        return out.mul_(self.scale).view(b, *self.target.shape)
+        out.mul_(self.scale)
+        if self.bias is not None:
+            out.add_(self.bias)
+        return out.view(b, *self.target.shape)
 
 
 class FullPrecisionConnection(_StaticConnection):
@@ -264,17 +272,18 @@ class _Conv2dBase(_StaticConnection):
 class BinaryConv2dConnection(_BinaryWeights, _Conv2dBase):
     r"""Binary convolutional synapses, optionally followed by average pooling of the current.
 
-    .. math:: I_t = \alpha_c \cdot \operatorname{pool}\big(\operatorname{sign}(W) * s_t\big)
+    .. math:: I_t = \operatorname{pool}\big(\alpha_c (\operatorname{sign}(W) * s_t) + b_c\big)
 
     Average pooling is linear, so the current reaching the neuron is exactly the ANN's pooled
     pre-activation (conv :math:`\to` avg-pool :math:`\to` ReLU becomes conv :math:`\to`
-    avg-pool :math:`\to` IF). :math:`\alpha_c` (one per output channel) is applied last.
+    avg-pool :math:`\to` IF). :math:`\alpha_c` (one per output channel) scales the integer MAC.
 
     Args:
         source: Presynaptic ``(C_in, H, W)`` layer.
         target: Postsynaptic ``(C_out, H', W')`` layer.
         weight: ``[C_out, C_in, kh, kw]``; only its sign (never 0) and scale are kept.
         scale: :math:`\alpha`: a single value or ``[C_out]``; ``None`` for ``mean |W|``.
+        bias: Optional ``[C_out]`` constant current added after the scale, before pooling.
         per_channel: With ``scale=None``, one :math:`\alpha` per output channel (mean over
             ``C_in * kh * kw``) or one for the layer.
         stride: Convolution stride.
@@ -299,13 +308,14 @@ class BinaryConv2dConnection(_BinaryWeights, _Conv2dBase):
         weight: Tensor,
         scale: Tensor | float | None = None,
         per_channel: bool = True,
+        bias: Tensor | None = None,
         stride: IntPair = 1,
         padding: IntPair = 0,
         pool: nn.AvgPool2d | None = None,
     ) -> None:
         super().__init__(source, target)
         weight = self._setup_conv(weight, stride, padding, pool)
-        self._register_binary(weight, scale, per_channel)
+        self._register_binary(weight, scale, per_channel, bias)
 
     @property
     def w(self) -> Tensor:
@@ -316,9 +326,10 @@ class BinaryConv2dConnection(_BinaryWeights, _Conv2dBase):
     def compute(self, s: Tensor) -> Tensor:
         x = s.to(self._sign_float.dtype)
         out = F.conv2d(x, self._sign_float, stride=self.stride, padding=self.padding)
-        if self.pool is not None:
-            out = self.pool(out)
-        return out.mul_(self.scale.view(-1, 1, 1))
+        out.mul_(self.scale.view(-1, 1, 1))
+        if self.bias is not None:
+            out.add_(self.bias.view(-1, 1, 1))
+        return out if self.pool is None else self.pool(out)
 
 
 class FullPrecisionConv2dConnection(_Conv2dBase):

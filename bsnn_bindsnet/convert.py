@@ -88,12 +88,23 @@ class BSNNPlan:
         return [layer.name for layer in self.layers if layer.kind == "if"]
 
 
-def _flat_children(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+def _flat_children(module: nn.Module, prefix: str = "",
+                   seen: dict[int, str] | None = None) -> list[tuple[str, nn.Module]]:
+    """Leaf children in execution order; a module instance used twice is an error (its
+    statistics could not be told apart)."""
+    seen = {} if seen is None else seen
     out = []
-    for name, child in module.named_children():
+    for name, child in module._modules.items():
         full = f"{prefix}{name}"
+        if child is None:
+            continue
+        if id(child) in seen:
+            raise ValueError(f"{full}: the same {type(child).__name__} instance is also used as "
+                             f"{seen[id(child)]}; expected one module per position (use "
+                             "separate instances)")
+        seen[id(child)] = full
         if isinstance(child, nn.Sequential):
-            out += _flat_children(child, f"{full}.")
+            out += _flat_children(child, f"{full}.", seen)
         else:
             out.append((full, child))
     return out
@@ -140,7 +151,8 @@ def plan_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerSpec]
                         f"{type(model).__name__}")
     layers: list[LayerSpec] = []
     pending: dict[str, Any] | None = None  # synapse waiting for its neuron
-    pending_name = ""
+    pending_name = ""  # the synaptic module
+    pending_point = ""  # the module whose output equals the pending current (conv or its pool)
     source, x = INPUT, torch.zeros(1, *input_shape)
 
     def add(name: str, syn: dict[str, Any], point: str) -> None:
@@ -161,10 +173,14 @@ def plan_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerSpec]
                                      "ReLU")
                 if isinstance(module, nn.Linear) and x.dim() > 2:
                     x = x.flatten(1)
-                pending, pending_name = _synapse(module), name
+                pending, pending_name, pending_point = _synapse(module), name, name
             elif isinstance(module, nn.AvgPool2d):
                 if pending is not None and pending["type"] == "conv":
+                    if pending["pool"] is not None:
+                        raise ValueError(f"{name}: a second pooling layer after {pending_name} "
+                                         "before its ReLU; expected at most one average pool")
                     pending["pool"] = _pool_args(module)  # linear: fold into the current
+                    pending_point = name
                 elif pending is None and layers:
                     x = module(x)
                     add(name, {"type": "avgpool", **_pool_args(module)}, name)
@@ -173,9 +189,10 @@ def plan_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerSpec]
                     raise ValueError(f"{name}: average pooling must follow a conv or a ReLU")
             elif isinstance(module, nn.MaxPool2d):
                 if pending is not None and pending["type"] == "conv":
-                    add(f"{pending_name}_if", pending, pending_name)  # extra IF layer
+                    add(f"{pending_name}_if", pending, pending_point)  # extra IF layer
                     x = module(x)
-                    pending, pending_name = {"type": "maxpool", **_pool_args(module)}, name
+                    pending = {"type": "maxpool", **_pool_args(module)}
+                    pending_name = pending_point = name
                     continue
                 if pending is None and layers:
                     x = module(x)

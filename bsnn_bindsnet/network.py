@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bsnn_bindsnet.checkpoint import CheckpointError, atomic_save
+from bsnn_bindsnet.checkpoint import CheckpointError, atomic_save, safe_torch_load
 from bsnn_bindsnet.convert import INPUT, READOUT, BSNNPlan, LayerSpec
 
 PLAN_FORMAT = "bsnn-bindsnet/bsnn-plan-v1"
@@ -45,13 +45,13 @@ def _connection(syn: dict[str, Any], source, target):
                     "pool": _avg_pool(syn["pool"])}
         if syn["binary"]:
             return BinaryConv2dConnection(source, target, weight=syn["sign"].float(),
-                                          scale=syn["scale"], **geometry)
+                                          scale=syn["scale"], bias=syn["bias"], **geometry)
         return FullPrecisionConv2dConnection(source, target, weight=syn["weight"],
                                              bias=syn["bias"], **geometry)
     if kind == "linear":
         if syn["binary"]:
             return BinaryConnection(source, target, weight=syn["sign"].float(),
-                                    scale=syn["scale"])
+                                    scale=syn["scale"], bias=syn["bias"])
         return FullPrecisionConnection(source, target, weight=syn["weight"], bias=syn["bias"])
     raise ValueError(f"unknown synapse type {kind!r}")
 
@@ -88,7 +88,7 @@ def load_plan(path: str | os.PathLike) -> BSNNPlan:
     if not path.is_file():
         raise FileNotFoundError(f"no converted network at {path} (expected a file written by "
                                 "`bsnn convert`)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = safe_torch_load(path, what="a converted bsnn-bindsnet network")
     if not isinstance(blob, dict) or blob.get("format") != PLAN_FORMAT:
         raise CheckpointError(f"{path} is not a converted bsnn-bindsnet network (expected "
                               f"format {PLAN_FORMAT!r})")

@@ -46,9 +46,10 @@ class StreamingPercentile:
     def update(self, values: Tensor) -> None:
         """Feed a chunk of values (any shape)."""
         values = values.detach().reshape(-1).float().cpu()
+        if self.seen + values.numel() > self.total:
+            raise ValueError(f"got {self.seen + values.numel()} values, more than the announced "
+                             f"{self.total}")
         self.seen += values.numel()
-        if self.seen > self.total:
-            raise ValueError(f"got {self.seen} values, more than the announced {self.total}")
         merged = torch.cat([self.top, values])
         self.top = merged.topk(min(self.k, merged.numel())).values
 
@@ -91,8 +92,12 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
         statistic: ``"all"`` or ``"sample-max"`` (see the module docstring).
 
     Returns:
-        Name -> :math:`\lambda` (a positive float; a layer that never activates gets 1.0 and a
-        warning would be pointless: its neurons cannot fire in the ANN either).
+        Name -> :math:`\lambda`, a positive float. A layer that never activates on the
+        calibration data gets 1.0 (its neurons cannot fire in the ANN either).
+
+    Raises:
+        ValueError: a percentile of 0 on a layer that does activate (too low a percentile for
+            sparse activations: the threshold would be 0).
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
@@ -114,7 +119,7 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
             trackers[name].update(act.amax(1) if statistic == "sample-max" else act)
         return record
 
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         for name, module in points.items():
@@ -128,5 +133,17 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
-    return {name: (trackers[name].result() or 1.0) for name in points}
+        for m, mode in modes.items():
+            m.training = mode
+    unused = [name for name in points if name not in trackers]
+    if unused:
+        raise ValueError(f"{unused} never ran in the model's forward pass; expected every "
+                         "point to be a module the model calls")
+    lambdas = {}
+    for name, tracker in trackers.items():
+        lam = tracker.result()
+        if lam <= 0 and float(tracker.top.max()) > 0:
+            raise ValueError(f"{name}: the {percentile}th percentile of its activations is 0 "
+                             "(most values are zero); expected a higher percentile")
+        lambdas[name] = lam if lam > 0 else 1.0
+    return {name: lambdas[name] for name in points}

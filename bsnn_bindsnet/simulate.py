@@ -90,7 +90,7 @@ class ReadoutTracker:
 
     def record(self) -> None:
         """Called by ``Network.run`` after every step."""
-        v = self.readout.v
+        v = self.readout.v.flatten(1)
         if self.t == 0:
             self.pred = torch.empty(self.timesteps, v.shape[0], dtype=torch.int64,
                                     device=v.device)
@@ -199,6 +199,8 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
+    if _length(data) == 0:
+        raise ValueError("the data set is empty; expected at least one sample")
     shape = tuple(network.layers[INPUT].shape)
     layers = [name for name in network.layers if name not in (INPUT, READOUT)]
     counter = SpikeCounter(network, layers, timesteps, per_neuron=per_neuron)

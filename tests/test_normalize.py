@@ -154,8 +154,6 @@ def test_activation_scales_leaves_no_hooks(model):
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
-@pytest.mark.xfail(strict=True, reason="activation_scales restores only the top-level training "
-                   "flag (model.train(was_training)), overwriting submodules' own modes")
 def test_activation_scales_restores_each_submodules_training_flag():
     model = tiny_model(dropout=0.5)
     model.train()
@@ -200,3 +198,21 @@ def test_activation_scales_layer_that_never_activates_gets_one():
     positive = X.abs() + 0.5  # every pre-activation is negative: relu is all zeros
     lam = activation_scales(model, {"relu": model.relu}, positive, percentile=100)
     assert lam == {"relu": 1.0}
+
+
+def test_zero_percentile_of_an_active_layer_is_an_error_and_a_dead_layer_gets_one():
+    lin = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0], [-1.0]]))  # unit 1 is dead for x > 0
+    relu = nn.ReLU()
+    model = nn.Sequential(lin, relu)
+    x = torch.tensor([[1.0], [2.0], [3.0], [4.0]])  # relu outputs: 1,0 2,0 3,0 4,0
+    # 8 values, 4 of them 0: the 20th percentile is 0 although the layer is active
+    with pytest.raises(ValueError, match="percentile of its activations is 0"):
+        activation_scales(model, {"relu": relu}, x, percentile=20)
+    # 99th percentile: pos = 0.99 * 7 = 6.93 -> 3 + 0.93 * (4 - 3)
+    assert activation_scales(model, {"relu": relu}, x, percentile=99)["relu"] == pytest.approx(3.93)
+    dead = nn.Sequential(nn.Linear(1, 1, bias=False), nn.ReLU())
+    with torch.no_grad():
+        dead[0].weight.fill_(-1.0)
+    assert activation_scales(dead, {"r": dead[1]}, x, percentile=99.7) == {"r": 1.0}

@@ -32,7 +32,7 @@ from bsnn_bindsnet.ann.recipes import Preset, get_preset, learning_rate, weight_
 from bsnn_bindsnet.ann.train import evaluate, make_optimizer, train_one_epoch
 from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_save, atomic_write_json,
                                       atomic_write_text, load_state_checked, read_model_file,
-                                      save_model)
+                                      safe_torch_load, save_model)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     history: list[dict[str, Any]] = []
     start = 0
     if resume:
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = safe_torch_load(ckpt_path, what="a training checkpoint")
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{ckpt_path} is not a bsnn-bindsnet training checkpoint")
         _check_resumable(state["config"], cfg, ckpt_path)
