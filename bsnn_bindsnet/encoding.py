@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bsnn_bindsnet.functional import to_conv_layout
+
+
 def _over_time(x: Tensor, timesteps: int) -> Tensor:
     """A fresh ``[T, *x.shape]`` tensor whose ``[t]`` slices are in ``x``'s conv layout."""
     if x.dim() != 4:
@@ -17,12 +20,13 @@ def _over_time(x: Tensor, timesteps: int) -> Tensor:
 def constant_current(x: Tensor, timesteps: int) -> Tensor:
     """The analog input as a constant current every step (the conversion route's coding).
 
-    Returns a fresh ``[T, B, *shape]`` tensor: BindsNET's ``Input`` layer keeps a reference to
-    the tensor it is given and zeroes it on reset, so it must never be the caller's data.
+    Returns ``[T, B, *shape]``: a time-expanded view (stride 0 over T) of a private copy of
+    ``x`` in the conv layout, so memory does not grow with T. The copy matters: BindsNET's
+    ``Input`` layer keeps the tensor it is given and zeroes it on reset, which must never
+    reach the caller's data.
     """
-    out = _over_time(x, timesteps)
-    out.copy_(x.unsqueeze(0).expand_as(out))
-    return out
+    private = to_conv_layout(x).clone(memory_format=torch.preserve_format)
+    return private.unsqueeze(0).expand(timesteps, *x.shape)
 
 
 def poisson_signed(x: Tensor, timesteps: int, *,
