@@ -40,6 +40,17 @@ def accuracy_table(curves: Mapping[str, Sequence[float]], ann: Mapping[str, floa
     return "\n".join(lines)
 
 
+def ops_table(rows: Mapping[str, Mapping[int, float]]) -> str:
+    """Markdown table of a per-timestep quantity (e.g. normalized #OPS) per network."""
+    cols = sorted({t for row in rows.values() for t in row})
+    lines = ["| network | " + " | ".join(f"T={t}" for t in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for name, row in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[t]:.3f}" if t in row else ""
+                                                 for t in cols) + " |")
+    return "\n".join(lines)
+
+
 def write_accuracy_csv(curves: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     """Atomically write :func:`accuracy_csv`."""
     return atomic_write_text(accuracy_csv(curves), path)

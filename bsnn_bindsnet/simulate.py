@@ -144,9 +144,10 @@ class SimResult:
         """Accuracy after each timestep ``1..T``."""
         return (self.correct.double() / max(self.n, 1)).tolist()
 
-    def firing_rates(self) -> dict[str, float]:
-        """Per layer: spikes per neuron over the whole window (the paper's IFR)."""
-        return {name: float(spikes.sum()) / (self.n * self.layer_neurons[name])
+    def firing_rates(self, upto: int | None = None) -> dict[str, float]:
+        """Per layer: spikes per neuron over steps ``1..upto`` (default: the whole window),
+        averaged over samples: the paper's IFR."""
+        return {name: float(spikes[:upto].sum()) / (self.n * self.layer_neurons[name])
                 for name, spikes in self.layer_spikes.items()}
 
     def summary(self) -> dict[str, Any]:

@@ -73,13 +73,20 @@ def _sweep(cfg: Config) -> tuple[float, ...]:
 
 
 def _simulate(model, calib, test, cfg: Config, timesteps: int, **convert_kw) -> dict:
+    from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
     from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.report import REPORT_STEPS
     from bsnn_bindsnet.simulate import simulate
 
     network = ann_to_bsnn(model, calib, statistic=cfg.statistic, device=cfg.device, **convert_kw)
     result = simulate(network, test, timesteps, one_step=True, batch_size=cfg.batch_size,
                       device=cfg.device)
-    return {**result.summary(), **convert_kw}
+    ops = layer_ops(network.bsnn_plan)
+    steps = [t for t in REPORT_STEPS if t <= timesteps]
+    return {**result.summary(), **convert_kw, "thresholds": {
+        layer.name: layer.thresh for layer in network.bsnn_plan.layers if layer.thresh},
+        "normalized_ops": {t: normalized_ops(ops, result.firing_rates(t), timesteps=t)
+                           for t in steps}}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -88,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.ann.train import evaluate
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.data import load_dataset, make_loader
-    from bsnn_bindsnet.report import accuracy_table, plot_accuracy, write_accuracy_csv
+    from bsnn_bindsnet.report import (accuracy_table, ops_table, plot_accuracy,
+                                      write_accuracy_csv)
 
     cfg = parse_args(argv)
     paths = trained_models(cfg.dataset, cfg.runs_dir, smoke=cfg.smoke)
@@ -123,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"\n{cfg.dataset}, {len(test)} test samples, one-step mode, constant-current input, "
           f"{cfg.percentile}th percentile ({cfg.statistic})\n")
     print(accuracy_table(curves, ann, steps=(8, 16, 32, 64, 128, 256, 512)))
+    print("\nnormalized #OPS (hidden layers, first and last excluded; 1.0 = the ANN):\n")
+    print(ops_table({name: row["normalized_ops"] for name, row in results["curves"].items()}))
     t = cfg.sweep_timesteps
     if not cfg.sweep:
         print(f"\nresults: {cfg.out_dir}/results.json, accuracy.csv, accuracy.png")

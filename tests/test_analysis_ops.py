@@ -39,5 +39,14 @@ def test_an_ann_rate_of_one_spike_per_neuron_costs_exactly_the_ann(plan):
     ops = layer_ops(plan)
     ones = {name: 1.0 for name in ("relu1", "relu2", "relu3", "relu4", "relu_fc1")}
     assert normalized_ops(ops, ones, timesteps=1, layers="all") == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="'binary' or 'all'"):
-        normalized_ops(ops, ones, timesteps=1, layers="hidden")
+    with pytest.raises(ValueError, match="'hidden' or 'all'"):
+        normalized_ops(ops, ones, timesteps=1, layers="binary")
+
+
+def test_full_precision_networks_are_counted_at_the_same_positions():
+    torch.manual_seed(0)
+    fp = ann_to_bsnn(get_model("vgg_tiny"), torch.randn(8, 1, 8, 8), build=False)
+    ops = layer_ops(fp)
+    assert not any(o.binary for o in ops)
+    ifr = {"relu1": 2.0, "relu2": 1.0, "relu3": 0.5, "relu4": 4.0, "relu_fc1": 3.0}
+    assert normalized_ops(ops, ifr, timesteps=10) == pytest.approx(507904 / 385024)

@@ -1,5 +1,8 @@
-"""Analyses of simulated B-SNNs: operation counts (energy proxy) and firing rates."""
+"""Analyses of simulated B-SNNs: operation counts (energy proxy), firing rates, early exit."""
 
+from bsnn_bindsnet.analysis.early_exit import (EarlyExit, early_exit, exit_histogram,
+                                               exit_steps, rates_until_exit, sweep)
 from bsnn_bindsnet.analysis.ops import LayerOps, layer_ops, normalized_ops
 
-__all__ = ["LayerOps", "layer_ops", "normalized_ops"]
+__all__ = ["EarlyExit", "LayerOps", "early_exit", "exit_histogram", "exit_steps", "layer_ops",
+           "normalized_ops", "rates_until_exit", "sweep"]

@@ -9,7 +9,9 @@ image) is
 
 .. math:: \frac{\sum_l IFR_{src(l)}\,\#OPS_l}{\sum_l \#OPS_l}
 
-over the binarized layers (first and last excluded by default): 1.0 is the ANN's cost. An
+over the hidden synaptic layers (first and last excluded by default: in a BWN these are
+exactly the binarized layers, and a full-precision SNN is counted at the same positions): 1.0
+is the ANN's cost. An
 analog (constant-current) source counts as one full MAC pass per timestep. Pooling
 connections have no MACs and are not counted; a conv whose average pooling is folded into the
 connection counts its conv output size (``o_H o_W`` before pooling).
@@ -69,21 +71,21 @@ def layer_ops(plan: BSNNPlan) -> list[LayerOps]:
 
 
 def normalized_ops(ops: Sequence[LayerOps], ifr: Mapping[str, float], *, timesteps: int,
-                   layers: str = "binary") -> float:
+                   layers: str = "hidden") -> float:
     """:math:`\\sum IFR_{src} \\#OPS / \\sum \\#OPS` (see the module docstring).
 
     Args:
         ops: From :func:`layer_ops`.
         ifr: Spikes per neuron over the window, per spiking layer (``SimResult.firing_rates``).
         timesteps: Window length (an analog source costs one MAC pass per step).
-        layers: ``"binary"`` (default: first and last layers excluded, as in the paper) or
-            ``"all"``.
+        layers: ``"hidden"`` (default: first and last synaptic layers excluded, as in the
+            paper) or ``"all"``.
     """
-    if layers not in ("binary", "all"):
-        raise ValueError(f"layers must be 'binary' or 'all', got {layers!r}")
-    chosen = [o for o in ops if o.binary or layers == "all"]
+    if layers not in ("hidden", "all"):
+        raise ValueError(f"layers must be 'hidden' or 'all', got {layers!r}")
+    chosen = list(ops) if layers == "all" else list(ops)[1:-1]
     if not chosen:
-        raise ValueError("no layer to count: the network has no binary layer")
+        raise ValueError("no layer to count: the network has no hidden synaptic layer")
     total = sum(o.ops for o in chosen)
     spent = sum((timesteps if o.source == INPUT else ifr[o.source]) * o.ops for o in chosen)
     return spent / total
