@@ -109,7 +109,7 @@ def test_nan_input_and_nan_loss_stop_with_a_clear_error():
 def test_killed_training_process_resumes_to_the_same_weights(tmp_path):
     """A real SIGKILL of `bsnn train`, then `--resume`."""
     args = [sys.executable, "-m", "bsnn_bindsnet.cli", "train", "--preset", "digits-fp",
-            "--epochs", "6", "--seed", "5", "--no-progress"]
+            "--epochs", "6", "--train-subset", "512", "--seed", "5", "--no-progress"]
     straight = tmp_path / "straight"
     subprocess.run(args + ["--out", str(straight)], check=True, capture_output=True)
     killed = tmp_path / "killed"
