@@ -70,14 +70,7 @@ PLACEMENTS = sorted(PLANS)
 CONNECTION_CLS = {"avgpool": AvgPool2dConnection, "maxpool": MaxPool2dConnection}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tensors here are tiny: intra-op threads only add contention (the test machine's cores
-    are shared), which made these tests up to 15x slower. Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture

@@ -51,14 +51,7 @@ DELAYED = {"spikes": [[0, 0], [0, 1], [1, 1], [0, 1], [2, 1], [0, 1]],
            "accuracy": [0.0, 0.0, 0.5, 0.5, 0.5, 1.0]}
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tensors here are tiny: intra-op threads only add contention (the test machine's cores
-    are shared), which made these tests up to 15x slower. Restored after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def hand_plan(n_hidden: int = 2) -> BSNNPlan:
