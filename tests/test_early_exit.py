@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from bsnn_bindsnet.analysis.early_exit import early_exit
+from bsnn_bindsnet.ann.models import get_model
+from bsnn_bindsnet.convert import ann_to_bsnn
+from bsnn_bindsnet.data import load_dataset
+from bsnn_bindsnet.early_exit import simulate_early_exit
+from bsnn_bindsnet.simulate import simulate
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    model = get_model("vgg_tiny", quant="bwn")
+    test = load_dataset("digits", "test")
+    x = torch.stack([test[i][0] for i in range(40)])
+    y = torch.stack([torch.as_tensor(test[i][1]) for i in range(40)])
+    network = ann_to_bsnn(model, load_dataset("digits", "calib"))
+    return network, x, y
+
+
+def test_compacted_run_equals_the_offline_analysis_of_a_full_run(setup):
+    network, x, y = setup
+    full = simulate(network, (x, y), 24, per_sample=True, batch_size=40)
+    threshold = float(full.step_confidence[8].median())  # about half exit by step 9
+    offline = early_exit(full.step_predictions, full.step_confidence, y, threshold)
+    run = simulate_early_exit(network, (x, y), 24, threshold, batch_size=40)
+    assert 1 < run.mean_exit < 24
+    assert torch.equal(run.exit_steps, offline.exit_steps)
+    assert torch.equal(run.predictions, offline.predictions)
+    assert run.accuracy == pytest.approx(offline.accuracy)
+    # spikes counted up to each sample's exit equal the full run's per-sample traces summed
+    for name, counts in run.sample_spikes.items():
+        t = torch.arange(1, 25).unsqueeze(1)
+        expect = (full.sample_spikes[name] * (t <= offline.exit_steps)).sum(0)
+        assert torch.equal(counts.long(), expect.long()), name
+
+
+def test_threshold_never_reached_runs_to_t_max_and_matches_simulate(setup):
+    network, x, y = setup
+    run = simulate_early_exit(network, (x, y), 12, float("inf"), batch_size=16)
+    ref = simulate(network, (x, y), 12, batch_size=16)
+    assert run.exit_steps.tolist() == [12] * 40
+    assert torch.equal(run.predictions, ref.predictions)
+    assert run.firing_rates() == pytest.approx(ref.firing_rates())
+
+
+def test_bad_arguments(setup):
+    network, x, y = setup
+    with pytest.raises(ValueError, match="max_timesteps"):
+        simulate_early_exit(network, (x, y), 0, 1.0)
+    with pytest.raises(ValueError, match="empty"):
+        simulate_early_exit(network, (x[:0], y[:0]), 4, 1.0)
