@@ -91,8 +91,8 @@ _IMAGENET_BWN = Recipe("adam", 5e-4, 128, 40, betas=(0.0, 0.999), weight_decay=5
 _FMNIST_FP = Recipe("sgd", 5e-2, 128, 15, weight_decay=1e-4, milestones=(9, 13))
 _FMNIST_BWN = Recipe("adam", 5e-4, 128, 6, betas=(0.0, 0.999), weight_decay=5e-4,
                      wd_off_epoch=3, step_size=2, gamma=0.5)
-_FMNIST_SCRATCH = Recipe("adam", 1e-3, 128, 8, weight_decay=5e-4, wd_off_epoch=4,
-                         step_size=3, gamma=0.5)
+_FMNIST_SCRATCH = Recipe("adam", 1e-3, 128, 6, weight_decay=5e-4, wd_off_epoch=3,
+                         step_size=2, gamma=0.5)
 _DIGITS_FP = Recipe("sgd", 1e-1, 64, 30, weight_decay=1e-4, milestones=(21, 27))
 _DIGITS_BWN = Recipe("adam", 5e-4, 64, 10, betas=(0.0, 0.999), weight_decay=5e-4,
                      wd_off_epoch=4, step_size=4, gamma=0.5)
