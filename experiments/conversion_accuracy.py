@@ -16,7 +16,7 @@ from pathlib import Path
 
 from experiments.common import trained_models, write_results
 
-SWEEP_PERCENTILES = (99.9, 99.7, 99.0)
+SWEEP_PERCENTILES = (99.9, 99.7, 99.0, 98.0, 95.0)
 RESETS = {"subtract": "SIF", "zero": "RIF"}
 
 
