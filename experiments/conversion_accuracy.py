@@ -72,21 +72,26 @@ def _sweep(cfg: Config) -> tuple[float, ...]:
     return SWEEP_PERCENTILES[:2] if cfg.smoke else SWEEP_PERCENTILES
 
 
-def _simulate(model, calib, test, cfg: Config, timesteps: int, **convert_kw) -> dict:
+def _simulate(plan, test, cfg: Config, timesteps: int, *, reset: str,
+              v_init: str = "zero") -> dict:
+    """Build ``plan`` with the given neuron reset and v(0), simulate, count operations."""
+    from dataclasses import replace
+
     from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
-    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.network import build_network
     from bsnn_bindsnet.report import REPORT_STEPS
     from bsnn_bindsnet.simulate import simulate
 
-    network = ann_to_bsnn(model, calib, statistic=cfg.statistic, device=cfg.device, **convert_kw)
-    result = simulate(network, test, timesteps, one_step=True, batch_size=cfg.batch_size,
-                      device=cfg.device)
-    ops = layer_ops(network.bsnn_plan)
+    plan = replace(plan, reset=reset, v_init=v_init)
+    result = simulate(build_network(plan), test, timesteps, one_step=True,
+                      batch_size=cfg.batch_size, device=cfg.device)
+    ops = layer_ops(plan)
     steps = [t for t in REPORT_STEPS if t <= timesteps]
-    return {**result.summary(), **convert_kw, "thresholds": {
-        layer.name: layer.thresh for layer in network.bsnn_plan.layers if layer.thresh},
-        "normalized_ops": {t: normalized_ops(ops, result.firing_rates(t), timesteps=t)
-                           for t in steps}}
+    return {**result.summary(), "reset": reset, "v_init": v_init,
+            "percentile": plan.info["percentile"],
+            "thresholds": {layer.name: layer.thresh for layer in plan.layers if layer.thresh},
+            "normalized_ops": {t: normalized_ops(ops, result.firing_rates(t), timesteps=t)
+                               for t in steps}}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -94,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     from bsnn_bindsnet.ann.train import evaluate
     from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.convert import ann_to_bsnn
     from bsnn_bindsnet.data import load_dataset, make_loader
     from bsnn_bindsnet.report import (accuracy_table, ops_table, plot_accuracy,
                                       write_accuracy_csv)
@@ -109,17 +115,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
         model = load_model(paths[kind])
         results["ann"][label] = evaluate(model, make_loader(test, batch_size=256,
                                                             shuffle=False)).acc
+        plans = {q: ann_to_bsnn(model, calib, percentile=q, statistic=cfg.statistic,
+                                device=cfg.device, build=False)
+                 for q in {cfg.percentile, *_sweep(cfg)}}
         for reset in cfg.resets:
             neuron = RESETS[reset]
-            row = _simulate(model, calib, test, cfg, cfg.timesteps, reset=reset,
-                            percentile=cfg.percentile)
+            row = _simulate(plans[cfg.percentile], test, cfg, cfg.timesteps, reset=reset)
             results["curves"][f"{label} {neuron}"] = row
             print(f"{label} {neuron}: {100 * row['final_accuracy']:.2f} % at T={cfg.timesteps} "
                   f"(ANN {100 * results['ann'][label]:.2f} %, {row['seconds']:.0f} s)", flush=True)
         for percentile in _sweep(cfg):
             for v_init in ("zero", "half"):
-                row = _simulate(model, calib, test, cfg, cfg.sweep_timesteps, reset="subtract",
-                                percentile=percentile, v_init=v_init)
+                row = _simulate(plans[percentile], test, cfg, cfg.sweep_timesteps,
+                                reset="subtract", v_init=v_init)
                 results["sweep"].append({"network": label, "percentile": percentile,
                                          "v_init": v_init, "accuracy": row["accuracy"]})
     write_results(cfg.out_dir, asdict(cfg), results)
