@@ -29,6 +29,7 @@ class Config:
     percentile: float = 99.9
     statistic: str = "all"
     resets: tuple[str, ...] = ("subtract", "zero")
+    v_init: str = "zero"
     sweep: bool = True
     sweep_timesteps: int = 8
     limit: int | None = None
@@ -49,6 +50,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--statistic", choices=("all", "sample-max"), default=Config.statistic)
     p.add_argument("--resets", nargs="+", choices=tuple(RESETS), default=Config.resets,
                    help="IF reset modes to simulate")
+    p.add_argument("--v-init", choices=("zero", "half"), default=Config.v_init,
+                   help="initial membrane potential of the accuracy curves: 0 or theta/2")
     p.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=True,
                    help="also sweep threshold choices (percentile x v(0)) at --sweep-timesteps")
     p.add_argument("--sweep-timesteps", type=int, default=Config.sweep_timesteps)
@@ -120,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                  for q in {cfg.percentile, *_sweep(cfg)}}
         for reset in cfg.resets:
             neuron = RESETS[reset]
-            row = _simulate(plans[cfg.percentile], test, cfg, cfg.timesteps, reset=reset)
+            row = _simulate(plans[cfg.percentile], test, cfg, cfg.timesteps, reset=reset,
+                            v_init=cfg.v_init)
             results["curves"][f"{label} {neuron}"] = row
             print(f"{label} {neuron}: {100 * row['final_accuracy']:.2f} % at T={cfg.timesteps} "
                   f"(ANN {100 * results['ann'][label]:.2f} %, {row['seconds']:.0f} s)", flush=True)
@@ -137,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     plot_accuracy(curves, cfg.out_dir / "accuracy.png", ann=ann,
                   title=f"{cfg.dataset}: one-step, {cfg.percentile}th percentile")
     print(f"\n{cfg.dataset}, {len(test)} test samples, one-step mode, constant-current input, "
-          f"{cfg.percentile}th percentile ({cfg.statistic})\n")
+          f"{cfg.percentile}th percentile ({cfg.statistic}), v(0) = "
+          f"{'theta/2' if cfg.v_init == 'half' else '0'}\n")
     print(accuracy_table(curves, ann, steps=(8, 16, 32, 64, 128, 256, 512)))
     print("\nnormalized #OPS (hidden layers, first and last excluded; 1.0 = the ANN):\n")
     print(ops_table({name: row["normalized_ops"] for name, row in results["curves"].items()}))
