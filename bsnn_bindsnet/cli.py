@@ -108,8 +108,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
                    help="percentile over all activation values, or over per-sample maxima")
     p.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
                    help="subtractive reset (SIF) or reset to zero (RIF)")
-    p.add_argument("--v-init", choices=("zero", "half"), default="zero",
-                   help="initial membrane potential: 0 or threshold/2")
+    p.add_argument("--v-init", choices=("zero", "half"), default="half",
+                   help="initial membrane potential: threshold/2 (default: rates round to "
+                   "nearest, much lower latency) or 0 (the paper)")
     p.add_argument("--calib-size", type=int, help="calibration samples (dataset default)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false",
                    help="skip measuring the ANN's test accuracy")

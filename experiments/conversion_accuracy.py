@@ -29,7 +29,7 @@ class Config:
     percentile: float = 99.9
     statistic: str = "all"
     resets: tuple[str, ...] = ("subtract", "zero")
-    v_init: str = "zero"
+    v_init: str = "half"
     sweep: bool = True
     sweep_timesteps: int = 8
     limit: int | None = None

@@ -1,7 +1,8 @@
 """End-to-end demo on the embedded digits data set (8x8, offline): what `make demo` runs.
 
 Stages: train the full-precision constrained VGG, binarize it (hybrid BWN), convert both to
-BindsNET networks of subtractive-reset IF neurons (99.7th-percentile thresholds), simulate them
+BindsNET networks of subtractive-reset IF neurons (99.7th-percentile thresholds, initial
+potential theta/2), simulate them
 on the test set (one-step mode, constant-current input) and print accuracy vs timesteps for the
 ANN, the SNN and the B-SNN. Results go to ``OUT_DIR/results.json``, ``accuracy.csv`` and
 ``accuracy.png``; the training runs to ``OUT_DIR/<preset>/``.
@@ -98,9 +99,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ann = {label: row["ann_test_acc"] for label, row in results["snn"].items()}
     write_accuracy_csv(curves, cfg.out_dir / "accuracy.csv")
     plot_accuracy(curves, cfg.out_dir / "accuracy.png", ann=ann,
-                  title="digits: converted networks (SIF, one-step, 99.7th pct.)")
+                  title="digits: converted networks (SIF, v(0)=θ/2, one-step, 99.7th pct.)")
     print("\nTest accuracy (%) on digits: ANN column = the trained network; T = timesteps of "
-          "the converted\nnetwork (subtractive-reset IF, 99.7th-percentile thresholds, "
+          "the converted\nnetwork (subtractive-reset IF, 99.7th-percentile thresholds, v(0) = θ/2, "
           "one-step mode, constant-current input)\n")
     print(accuracy_table(curves, ann))
     print(f"\nresults: {path}, {cfg.out_dir / 'accuracy.png'} ({results['seconds']} s)")

@@ -164,7 +164,7 @@ def test_reference_simulator_on_a_hand_example():
     # theta = 0.5: currents W1 x = [0.5, 0.25, -0.5]. Neuron 0 fires every step, neuron 1
     # every second step (v = .25, .5), neuron 2 never: counts per step [1, 2, 1, 2].
     model = two_layer_mlp()
-    plan = BSNNPlan((4,), plan_layers(model, (4,)))
+    plan = BSNNPlan((4,), plan_layers(model, (4,)), v_init="zero")
     plan.layers[0].thresh = 0.5
     preds, counts = reference_simulate(plan, torch.tensor([[1.0, 0.0, 0.0, 0.0]]), 4)
     assert counts["relu1"][:, 0].tolist() == [1, 2, 1, 2]
@@ -501,7 +501,7 @@ def test_rates_converge_to_the_ann_relu_outputs():
     # T a / lambda - 1 < N <= T a / lambda, i.e. 0 <= a - lambda N / T < lambda / T.
     model = two_layer_mlp()
     x = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 1.0], [0.2, 0.4, 0.6, 0.8]])
-    net = ann_to_bsnn(model, x, percentile=100)
+    net = ann_to_bsnn(model, x, percentile=100, v_init="zero")
     lam = net.bsnn_plan.info["lambdas"]["relu1"]
     assert lam == pytest.approx(0.75)
     assert net.bsnn_plan.layers[0].thresh == pytest.approx(0.75)

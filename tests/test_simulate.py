@@ -66,7 +66,7 @@ def hand_plan(n_hidden: int = 2) -> BSNNPlan:
     readout = LayerSpec("readout", "readout", (2,), "hidden",
                         {"type": "linear", "binary": False, "pool": None, "weight": w_out,
                          "bias": torch.tensor([0.25, 0.0])})
-    return BSNNPlan((2,), [hidden, readout])
+    return BSNNPlan((2,), [hidden, readout], v_init="zero")
 
 
 @pytest.fixture
