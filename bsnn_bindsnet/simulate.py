@@ -249,16 +249,15 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     seconds = time.perf_counter() - t0
     if not labels:
         raise ValueError("the data set is empty; expected at least one sample")
-    dim = 1 if per_sample else 0
+    traces = {}
+    if per_sample:  # [T, N] traces; the final predictions are their last row
+        traces = {"step_predictions": torch.cat(preds, 1), "step_confidence": torch.cat(confs, 1),
+                  "sample_spikes": {name: torch.cat(v, 1) for name, v in per_step.items()}}
     result = SimResult(
         timesteps=timesteps, one_step=one_step, encoding=encoding, correct=correct,
-        predictions=torch.cat(preds, dim)[-1] if per_sample else torch.cat(preds),
-        confidence=torch.cat(confs, dim)[-1] if per_sample else torch.cat(confs),
+        predictions=traces["step_predictions"][-1] if per_sample else torch.cat(preds),
+        confidence=traces["step_confidence"][-1] if per_sample else torch.cat(confs),
         labels=torch.cat(labels), layer_spikes=spikes,
         layer_neurons={name: network.layers[name].n for name in layers},
-        neuron_spikes=counter.per_neuron, seconds=seconds)
-    if per_sample:
-        result.step_predictions = torch.cat(preds, 1)
-        result.step_confidence = torch.cat(confs, 1)
-        result.sample_spikes = {name: torch.cat(v, 1) for name, v in per_step.items()}
+        neuron_spikes=counter.per_neuron, seconds=seconds, **traces)
     return result
