@@ -190,7 +190,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
                       progress=args.progress)
     out = Path(args.out)
     name = Path(args.network).stem
-    ann = {name: plan.info["ann_test_acc"]} if "ann_test_acc" in plan.info else None
+    # the ANN's accuracy recorded at conversion is over the whole test split
+    same_data = args.split == "test" and not args.limit and dataset == plan.info.get("dataset")
+    ann = {name: plan.info["ann_test_acc"]} if same_data and "ann_test_acc" in plan.info else None
     summary = {**result.summary(), "network": str(args.network), "dataset": dataset,
                "split": args.split, "conversion": plan.info}
     atomic_write_json(summary, out / "simulation.json")
