@@ -43,3 +43,41 @@ def test_presets_lists_the_paper_recipes(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "cifar100-fp" in out and "imagenet-bwn" in out
+
+
+def test_convert_then_simulate_writes_the_curve_and_records_the_mode(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "digits-bwn", "--quant", "bwn", "--out", str(run),
+                 "--epochs", "1", "--train-subset", "128", "--no-progress",
+                 "--init-from", _fp_model(tmp_path)]) == 0
+    net = tmp_path / "snn.pt"
+    capsys.readouterr()
+    assert main(["convert", str(run / "model.pt"), "--out", str(net), "--percentile", "99"]) == 0
+    converted = json.loads(capsys.readouterr().out)
+    assert set(converted["thresholds"]) == {"relu1", "relu2", "relu3", "relu4", "relu_fc1"}
+    assert converted["layers"][-1] == "readout" and 0 <= converted["ann_test_acc"] <= 1
+    for mode in ("one-step", "delayed"):
+        out = tmp_path / mode
+        assert main(["simulate", str(net), "--timesteps", "6", "--limit", "20", "--mode", mode,
+                     "--out", str(out), "--no-progress"]) == 0
+        summary = json.loads((out / "simulation.json").read_text())
+        assert summary["mode"] == mode and summary["n"] == 20
+        assert len(summary["accuracy"]) == 6 and summary["conversion"]["percentile"] == 99
+        assert (out / "accuracy.csv").read_text().startswith("timestep,snn\n1,")
+        assert (out / "accuracy.png").stat().st_size > 5_000
+
+
+def test_convert_refuses_a_training_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", "--preset", "digits-fp", "--out", str(run), "--epochs", "1",
+          "--train-subset", "64", "--no-progress"])
+    capsys.readouterr()
+    assert main(["convert", str(run / "checkpoint.pt"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "not a bsnn-bindsnet model file" in capsys.readouterr().err
+
+
+def _fp_model(tmp_path):
+    fp = tmp_path / "fp"
+    main(["train", "--preset", "digits-fp", "--out", str(fp), "--epochs", "1",
+          "--train-subset", "128", "--no-progress"])
+    return str(fp / "model.pt")
