@@ -27,6 +27,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, metrics)")
     p.add_argument("--init-from", help="model.pt of a full-precision run (hybrid binarization)")
     p.add_argument("--quant", choices=("fp", "bwn", "xnor"), help="override the preset's precision")
+    p.add_argument("--pool", metavar="PLACEMENT",
+                   help="pooling placement: avg-before, avg-after, max-before or max-after "
+                        "(the ReLU); default: the preset's (avg-before)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -54,7 +57,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from bsnn_bindsnet.ann.fit import RunConfig, fit
 
     cfg = RunConfig(preset=args.preset, out_dir=args.out, seed=args.seed, quant=args.quant,
-                    init_from=args.init_from, epochs=args.epochs, lr=args.lr,
+                    pool=args.pool, init_from=args.init_from, epochs=args.epochs, lr=args.lr,
                     batch_size=args.batch_size,
                     betas=tuple(args.betas) if args.betas else None,
                     train_subset=args.train_subset, data_root=args.data_root,

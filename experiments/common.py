@@ -55,7 +55,7 @@ def pyplot():
 def trained_models(dataset: str, runs_dir: Path, *, smoke: bool = False) -> dict[str, Path]:
     """``{"fp": .../model.pt, "bwn": .../model.pt}`` of the dataset's FP and hybrid BWN runs.
 
-    With ``smoke`` missing runs are trained on the spot (2 epochs, 256 samples); otherwise a
+    With ``smoke`` missing runs are trained on the spot (4 epochs, all digits: seconds); otherwise a
     missing run is an error that names the command producing it.
     """
     prefix = preset_prefix(dataset)
@@ -74,6 +74,6 @@ def trained_models(dataset: str, runs_dir: Path, *, smoke: bool = False) -> dict
 
     for mode in ("fp", "bwn"):
         init = str(paths["fp"]) if mode == "bwn" else None
-        fit(RunConfig(preset=f"{prefix}-{mode}", out_dir=str(paths[mode].parent), epochs=2,
-                      train_subset=256, init_from=init, progress=False), overwrite=True)
+        fit(RunConfig(preset=f"{prefix}-{mode}", out_dir=str(paths[mode].parent), epochs=4,
+                      init_from=init, progress=False), overwrite=True)
     return paths

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from experiments.common import trained_models, write_results
+from experiments.harness import RESETS, Setup, simulate_curve
 
 SWEEP_PERCENTILES = (99.9, 99.7, 99.0, 98.0, 95.0)
-RESETS = {"subtract": "SIF", "zero": "RIF"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=Config.dataset)
-    p.add_argument("--runs-dir", type=Path, default=Config.runs_dir)
+    p.add_argument("--runs-dir", type=Path,
+                   help="trained runs (default: results/fig3; with --smoke: OUT_DIR/models)")
     p.add_argument("--out-dir", type=Path, default=Config.out_dir)
     p.add_argument("--timesteps", type=int, default=Config.timesteps)
     p.add_argument("--percentile", type=float, default=Config.percentile)
@@ -62,10 +63,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=False,
                    help="digits, tiny models trained on the spot, T=16, 64 samples")
     args = vars(p.parse_args(argv))
+    if args["runs_dir"] is None:
+        args["runs_dir"] = args["out_dir"] / "models" if args["smoke"] else Config.runs_dir
     cfg = Config(**{**args, "resets": tuple(args["resets"])})
     if cfg.smoke:
-        cfg = Config(**{**asdict(cfg), "dataset": "digits", "timesteps": 16, "limit": 64,
-                        "runs_dir": cfg.out_dir / "models"})
+        cfg = Config(**{**asdict(cfg), "dataset": "digits", "timesteps": 16, "limit": 64})
     return cfg
 
 
@@ -77,24 +79,15 @@ def _sweep(cfg: Config) -> tuple[float, ...]:
 
 def _simulate(plan, test, cfg: Config, timesteps: int, *, reset: str,
               v_init: str = "zero") -> dict:
-    """Build ``plan`` with the given neuron reset and v(0), simulate, count operations."""
-    from dataclasses import replace
-
-    from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
-    from bsnn_bindsnet.network import build_network
+    """Simulate ``plan`` with the given neuron reset and v(0); #OPS at the report steps."""
     from bsnn_bindsnet.report import REPORT_STEPS
-    from bsnn_bindsnet.simulate import simulate
 
-    plan = replace(plan, reset=reset, v_init=v_init)
-    result = simulate(build_network(plan), test, timesteps, one_step=True,
-                      batch_size=cfg.batch_size, device=cfg.device)
-    ops = layer_ops(plan)
-    steps = [t for t in REPORT_STEPS if t <= timesteps]
-    return {**result.summary(), "reset": reset, "v_init": v_init,
-            "percentile": plan.info["percentile"],
-            "thresholds": {layer.name: layer.thresh for layer in plan.layers if layer.thresh},
-            "normalized_ops": {t: normalized_ops(ops, result.firing_rates(t), timesteps=t)
-                               for t in steps}}
+    setup = Setup(cfg.dataset, cfg.runs_dir, cfg.out_dir, timesteps, cfg.percentile, cfg.limit,
+                  cfg.batch_size, cfg.data_root, cfg.device, cfg.smoke)
+    row, _ = simulate_curve(plan, test, setup, reset=reset, v_init=v_init)
+    row["normalized_ops"] = {t: row["normalized_ops"][t - 1] for t in REPORT_STEPS
+                             if t <= timesteps}
+    return row
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

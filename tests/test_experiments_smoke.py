@@ -4,11 +4,62 @@ import json
 import pytest
 
 
-@pytest.mark.parametrize("name", ["demo", "conversion_accuracy"])
-def test_experiment_smoke(name, tmp_path):
-    importlib.import_module(f"experiments.{name}").main(["--smoke", "--out-dir", str(tmp_path)])
+FIGURES = {"demo": [], "conversion_accuracy": ["accuracy.png"],
+           "fig5_pooling": ["fig5_pooling.png"], "fig6_reset_ifr": ["fig6_reset_ifr.png"],
+           "fig7_activation_histogram": ["fig7_activation_histogram.png"],
+           "fig8_percentile": ["fig8_percentile.png"],
+           "fig9_ops_accuracy": ["fig9_ops_accuracy.png"],
+           "fig10_11_early_exit": ["fig10_early_exit.png", "fig11_exit_histogram.png"],
+           "table1": [], "table2": []}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny digits models trained once for every smoke run of this module."""
+    return ["--runs-dir", str(tmp_path_factory.mktemp("smoke-models"))]
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_experiment_smoke(name, tmp_path, runs):
+    args = ["--smoke", "--out-dir", str(tmp_path)] + (runs if name != "demo" else [])
+    importlib.import_module(f"experiments.{name}").main(args)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["config"]["smoke"] is True
+    for png in FIGURES[name]:
+        assert (tmp_path / png).stat().st_size > 5_000
+
+
+def test_early_exit_study_is_consistent(tmp_path, runs):
+    from experiments import fig10_11_early_exit
+
+    study = fig10_11_early_exit.main(["--smoke", "--out-dir", str(tmp_path), "--repeats", "1",
+                                      *runs])
+    assert 1 <= study["t_ref"] <= study["t_max"] == 16
+    assert sum(study["histogram"]) == 64
+    assert study["mean_exit"] == pytest.approx(
+        sum(t * n for t, n in enumerate(study["histogram"], start=1)) / 64)
+    # the measured early-exit run reproduces the offline analysis of the full run
+    assert study["measured_exit_accuracy"] == pytest.approx(study["exit_accuracy"])
+    assert study["measured_mean_exit"] == pytest.approx(study["mean_exit"])
+    if study["met"]:
+        assert study["exit_accuracy"] >= study["accuracy_at_t_ref"] - study["tolerance"] - 1e-12
+
+
+def test_table1_rows_and_fig9_reuses_fig6(tmp_path, runs):
+    from experiments import fig6_reset_ifr, fig9_ops_accuracy, table1
+
+    rows = table1.main(["--smoke", "--out-dir", str(tmp_path / "t1"), *runs])
+    assert set(rows) == {"SNN", "B-SNN"}
+    for r in rows.values():
+        assert 0 < r["ops_at_t_ref"] and 0 < r["ops_with_exit"]
+        assert 1 <= r["mean_exit"] <= 16
+    fig6 = fig6_reset_ifr.main(["--smoke", "--out-dir", str(tmp_path / "f6"), *runs])
+    out = fig9_ops_accuracy.main(["--smoke", "--out-dir", str(tmp_path / "f9"), "--from",
+                                  str(tmp_path / "f6" / "results.json")])
+    assert [r["network"] for r in out["rows"]] == list(fig6["curves"])
+    with pytest.raises(ValueError, match="holds 'digits' results"):
+        fig9_ops_accuracy.main(["--dataset", "fashion-mnist", "--out-dir", str(tmp_path / "x"),
+                                "--from", str(tmp_path / "f6" / "results.json")])
 
 
 def test_fig3_smoke_writes_four_curves_and_a_plot(tmp_path):

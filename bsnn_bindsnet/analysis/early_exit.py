@@ -77,3 +77,31 @@ def rates_until_exit(sample_spikes: Mapping[str, Tensor], neurons: Mapping[str, 
         kept = spikes.double() * (t <= steps.unsqueeze(0))
         out[name] = float(kept.sum()) / (spikes.shape[1] * neurons[name])
     return out
+
+
+def threshold_grid(confidence: Tensor, n: int = 64) -> list[float]:
+    """``n`` candidate thresholds at evenly spaced quantiles of the per-step confidences
+    (``[T, N]``), deduplicated and sorted; the first lies below every confidence (nobody waits)
+    and the last at the maximum (only samples that never cross it run to ``T``)."""
+    if n < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    values = confidence.flatten().double()
+    if values.numel() > 1_000_000:  # torch.quantile's input limit; a strided subsample suffices
+        values = values[:: values.numel() // 1_000_000 + 1]
+    grid = torch.quantile(values, torch.linspace(0, 1, n, dtype=torch.float64))
+    grid[0] = grid[0] - 1.0
+    return sorted(set(grid.tolist()))
+
+
+def select_threshold(results: Sequence[EarlyExit], min_accuracy: float) -> EarlyExit | None:
+    """The threshold with the lowest mean exit step among those reaching ``min_accuracy``
+    (ties: the lower threshold), or None when none does."""
+    ok = [r for r in results if r.accuracy >= min_accuracy]
+    if not ok:
+        return None
+    return min(ok, key=lambda r: (r.mean_exit, r.threshold))
+
+
+def first_step_reaching(accuracy: Sequence[float], target: float) -> int | None:
+    """First 1-based step whose accuracy is at least ``target``, or None."""
+    return next((t for t, acc in enumerate(accuracy, start=1) if acc >= target), None)

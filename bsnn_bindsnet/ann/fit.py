@@ -49,6 +49,7 @@ class RunConfig:
     out_dir: str
     seed: int = 0
     quant: str | None = None
+    pool: str | None = None
     init_from: str | None = None
     epochs: int | None = None
     lr: float | None = None
@@ -72,7 +73,27 @@ def resolve(cfg: RunConfig) -> Preset:
     recipe = replace(recipe, **overrides)
     quant = cfg.quant or preset.quant
     hybrid = preset.hybrid and quant != "fp"
-    return replace(preset, recipe=recipe, quant=quant, hybrid=hybrid)
+    model_kwargs = dict(preset.model_kwargs)
+    if cfg.pool:
+        if preset.model not in POOLED_MODELS:
+            raise ValueError(f"--pool: model {preset.model!r} has no pooling layers; expected "
+                             f"one of {', '.join(POOLED_MODELS)}")
+        model_kwargs.update(parse_pool(cfg.pool))
+    return replace(preset, recipe=recipe, quant=quant, hybrid=hybrid, model_kwargs=model_kwargs)
+
+
+POOLED_MODELS = ("vgg15", "vgg15_imagenet", "vgg_small", "vgg_tiny")
+
+
+def parse_pool(spec: str) -> dict[str, str]:
+    """``"avg-before"`` -> ``{"pool": "avg", "pool_position": "before"}`` (Fig. 4's options)."""
+    from bsnn_bindsnet.ann.models import POOL_POSITIONS, POOLS
+
+    pool, _, position = spec.partition("-")
+    if pool not in POOLS or position not in POOL_POSITIONS:
+        choices = ", ".join(f"{a}-{b}" for a in POOLS for b in POOL_POSITIONS)
+        raise ValueError(f"unknown pooling placement {spec!r}; expected one of {choices}")
+    return {"pool": pool, "pool_position": position}
 
 
 def _device(name: str) -> torch.device:
@@ -87,11 +108,17 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch + 1
 
 
-def _init_from(model: torch.nn.Module, path: str, *, name: str, quant: str) -> None:
+def _init_from(model: torch.nn.Module, path: str, *, name: str, quant: str,
+               model_kwargs: dict[str, Any]) -> None:
     blob = read_model_file(path)
     if blob["model"] != name:
         raise CheckpointError(f"--init-from {path} holds a {blob['model']!r} model; this run "
                               f"trains {name!r}")
+    for key in ("pool", "pool_position"):
+        saved = blob["model_kwargs"].get(key, "avg" if key == "pool" else "before")
+        if key in model_kwargs and saved != model_kwargs[key]:
+            raise CheckpointError(f"--init-from {path} was trained with {key}={saved!r}; this "
+                                  f"run uses {key}={model_kwargs[key]!r} (pass the same --pool)")
     # FP -> BWN: identical keys (binary layers keep real proxies in .weight). FP -> XNOR adds
     # batch-norm layers, which start fresh.
     load_state_checked(model, blob["state_dict"], source=path, strict=quant != "xnor")
@@ -169,7 +196,8 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         history, start = list(state["history"]), int(state["epoch"])
         log.info("resuming %s after epoch %d", out, start)
     elif cfg.init_from:
-        _init_from(model, cfg.init_from, name=spec.model, quant=spec.quant)
+        _init_from(model, cfg.init_from, name=spec.model, quant=spec.quant,
+                   model_kwargs=model_kwargs)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json({**asdict(cfg), "resolved": asdict(spec)}, out / "config.json")
 

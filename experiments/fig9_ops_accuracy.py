@@ -1,0 +1,77 @@
+"""Fig. 9: accuracy against the normalized #OPS spent so far (1.0 = one ANN forward pass over
+the hidden layers), for the SNN and the B-SNN with SIF and RIF neurons: the energy-accuracy
+trade-off of latency.
+
+Reuses ``experiments.fig6_reset_ifr``'s curves when ``--from`` names its results.json (same
+models); otherwise simulates them.
+
+    python -m experiments.fig9_ops_accuracy --dataset fashion-mnist --from results/fig6/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from experiments.common import pyplot, savefig, write_results
+from experiments.fig6_reset_ifr import curves
+from experiments.harness import Setup, add_setup_arguments, setup_from
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_setup_arguments(p, out_dir="results/fig9", timesteps=64, limit=2000)
+    p.add_argument("--from", dest="source", type=Path,
+                   help="results.json of experiments.fig6_reset_ifr to reuse")
+    args = p.parse_args(argv)
+    return setup_from(args), args
+
+
+def ops_to_reach(row: dict, target: float) -> float | None:
+    """Normalized #OPS spent when the curve first reaches ``target`` accuracy."""
+    t = next((i for i, a in enumerate(row["accuracy"]) if a >= target), None)
+    return None if t is None else row["normalized_ops"][t]
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    setup, args = parse_args(argv)
+    if args.source:
+        saved = json.loads(args.source.read_text())
+        if saved["config"]["dataset"] != setup.dataset:
+            raise ValueError(f"--from {args.source} holds {saved['config']['dataset']!r} "
+                             f"results; expected {setup.dataset!r}")
+        results = saved["results"]
+    else:
+        results = curves(setup)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = []
+    for i, (name, row) in enumerate(results["curves"].items()):
+        ax.plot(row["normalized_ops"], [100 * a for a in row["accuracy"]], color=f"C{i}",
+                ls="-" if "SIF" in name else "--", label=name)
+        ann = results["ann"][name.split()[0]]
+        rows.append({"network": name, "ann": ann,
+                     "ops_within_1pt": ops_to_reach(row, ann - 0.01),
+                     "ops_within_0.5pt": ops_to_reach(row, ann - 0.005)})
+    ax.set_xscale("log")
+    ax.set_xlabel("normalized #OPS (1.0 = the ANN)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    savefig(fig, setup.out_dir / "fig9_ops_accuracy.png")
+    write_results(setup.out_dir, {**asdict(setup), "from": args.source}, rows)
+    fmt = lambda v: "never" if v is None else f"{v:.3f}"  # noqa: E731
+    print("| network | ANN | #OPS to within 1 pt | #OPS to within 0.5 pt |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['network']} | {100 * r['ann']:.2f} | {fmt(r['ops_within_1pt'])} | "
+              f"{fmt(r['ops_within_0.5pt'])} |")
+    print(f"\nresults: {setup.out_dir}/results.json, fig9_ops_accuracy.png")
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()
