@@ -27,6 +27,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, model.pt, metrics)")
     p.add_argument("--init-from", help="model.pt of a full-precision run (hybrid binarization)")
     p.add_argument("--quant", choices=("fp", "bwn", "xnor"), help="override the preset's precision")
+    p.add_argument("--route", choices=("ann", "direct"),
+                   help="ann: train an ANN to convert; direct: train the B-SNN itself with "
+                        "surrogate gradients (the *-direct presets). Checked against the preset")
     p.add_argument("--pool", metavar="PLACEMENT",
                    help="pooling placement: avg-before, avg-after, max-before or max-after "
                         "(the ReLU); default: the preset's (avg-before)")
@@ -55,6 +58,13 @@ def print_epoch(row: dict) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from bsnn_bindsnet.ann.recipes import PRESETS, get_preset
+
+    route = get_preset(args.preset).route
+    if args.route and args.route != route:
+        fitting = ", ".join(sorted(k for k, v in PRESETS.items() if v.route == args.route))
+        raise ValueError(f"--route {args.route}: preset {args.preset!r} is a {route}-route "
+                         f"preset; expected one of {fitting}")
 
     cfg = RunConfig(preset=args.preset, out_dir=args.out, seed=args.seed, quant=args.quant,
                     pool=args.pool, init_from=args.init_from, epochs=args.epochs, lr=args.lr,

@@ -199,9 +199,16 @@ def mlp(*, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
     return model
 
 
-MODELS: dict[str, Callable[..., ConstrainedNet]] = {
+def direct_bsnn(**kw: Any) -> nn.Module:
+    """A :class:`~bsnn_bindsnet.direct.model.DirectBSNN` (direct-training route)."""
+    from bsnn_bindsnet.direct.model import DirectBSNN
+
+    return DirectBSNN(**kw)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "vgg15": vgg15, "vgg15_imagenet": vgg15_imagenet,
-    "vgg_small": vgg_small, "vgg_tiny": vgg_tiny,
+    "vgg_small": vgg_small, "vgg_tiny": vgg_tiny, "direct_bsnn": direct_bsnn,
 }
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bsnn_bindsnet.direct.architectures import (DIGITS_RESIDUAL, FMNIST_RESIDUAL,
+                                                VGG11_RESIDUAL)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -69,6 +72,8 @@ class Preset:
 
     Attributes:
         hybrid: The run binarizes a full-precision checkpoint (``--init-from`` is required).
+        route: ``"ann"`` (train an ANN to convert) or ``"direct"`` (train the B-SNN itself
+            with surrogate gradients, :mod:`bsnn_bindsnet.direct`).
     """
 
     dataset: str
@@ -78,6 +83,7 @@ class Preset:
     hybrid: bool = False
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    route: str = "ann"
 
 
 # Paper recipes (Lu & Sengupta 2020, Sec. 4): GPU scale.
@@ -123,6 +129,26 @@ PRESETS: dict[str, Preset] = {
     **_family("digits", "digits", "vgg_tiny", _DIGITS_FP, _DIGITS_BWN, _DIGITS_SCRATCH,
               "CPU, seconds"),
 }
+
+# Direct training (XNOR-BSNN): surrogate gradients through T = 8 Poisson steps. The paper
+# gives no optimiser; these are ours.
+_DIRECT_CIFAR = Recipe("adam", 1e-3, 64, 100, weight_decay=0.0, milestones=(51, 76))
+_DIRECT_FMNIST = Recipe("adam", 1e-3, 128, 3, weight_decay=0.0, milestones=(3,))
+_DIRECT_DIGITS = Recipe("adam", 2e-3, 64, 8, weight_decay=0.0, milestones=(6,))
+
+PRESETS.update({
+    "cifar100-direct": Preset(
+        "cifar100", "direct_bsnn", "bwn", _DIRECT_CIFAR, route="direct",
+        model_kwargs={"blocks": VGG11_RESIDUAL},
+        description="XNOR-BSNN, VGG-11 residual schedule, T=8 (paper setting, GPU)"),
+    "fmnist-direct": Preset(
+        "fashion-mnist", "direct_bsnn", "bwn", _DIRECT_FMNIST, route="direct",
+        model_kwargs={"blocks": FMNIST_RESIDUAL},
+        description="XNOR-BSNN, 7 blocks with residual inputs, T=8 (CPU)"),
+    "digits-direct": Preset(
+        "digits", "direct_bsnn", "bwn", _DIRECT_DIGITS, route="direct",
+        model_kwargs={"blocks": DIGITS_RESIDUAL}, description="XNOR-BSNN, tiny, T=8 (seconds)"),
+})
 
 
 def get_preset(name: str) -> Preset:

@@ -1,0 +1,160 @@
+r"""The directly trained B-SNN (XNOR-BSNN): binary-weight conv/linear blocks with batch-norm
+and IF neurons, residual inputs from layer :math:`l-2`, Poisson-coded input, and a readout
+that integrates over :math:`T`.
+
+Block :math:`l` (1-based) computes, at every step :math:`t`,
+
+.. math:: x^{t,l} = \mathrm{BN}\big(\mathrm{pool}(\alpha W_b (o^{t,l-1} + f\,o^{t,l-2}))\big),
+
+the second term only for blocks in the residual schedule; IF neurons with soft reset turn it
+into spikes :math:`o^{t,l}` (:func:`~bsnn_bindsnet.direct.surrogate.if_sequence`). Block 1
+sees the Poisson input and keeps full-precision weights, as does the readout
+:math:`u^{T,L} = \sum_t W_L o^{t,L-1}` whose cross-entropy is the loss.
+
+The network is evaluated layer by layer over all steps at once: a block's synapse runs as one
+batched call on ``[T*B, ...]`` (block :math:`l` at step :math:`t` needs only block
+:math:`l-1` at step :math:`t`), so the result equals the step-by-step order BindsNET uses.
+Batch-norm sees the ``T*B`` currents of a batch (one set of statistics over all steps).
+
+Architectures are lists of block codes: ``c<out>`` a 3x3 conv (padding 1), ``f<out>`` a
+linear layer; suffix ``p``: 2x2 average pooling of the current (before BN); suffix ``r``:
+residual input from block :math:`l-2` (its spikes must have the shape of block
+:math:`l-1`'s).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
+from bsnn_bindsnet.direct.architectures import FMNIST_RESIDUAL
+from bsnn_bindsnet.direct.surrogate import if_sequence
+from bsnn_bindsnet.encoding import poisson_signed
+
+_CODE = re.compile(r"^([cf])(\d+)(p?)(r?)$")
+
+
+
+@dataclass(frozen=True)
+class Block:
+    """One hidden block: ``kind`` ``"conv"``/``"linear"``, ``out`` channels or features,
+    2x2 average ``pool``, ``residual`` input from block l-2."""
+
+    kind: str
+    out: int
+    pool: bool = False
+    residual: bool = False
+
+
+def parse_blocks(codes: Sequence[str]) -> tuple[Block, ...]:
+    """``["c32p", "c32r", "f256"]`` -> blocks; unknown codes raise a ValueError."""
+    blocks = []
+    for i, code in enumerate(codes, start=1):
+        m = _CODE.match(code)
+        if not m:
+            raise ValueError(f"block {i}: {code!r} is not a block code; expected c<out> or "
+                             "f<out> with optional suffixes p (pool) and r (residual), e.g. "
+                             "'c64pr'")
+        kind, out, pool, res = m.groups()
+        if kind == "f" and pool:
+            raise ValueError(f"block {i}: {code!r}: linear blocks cannot pool")
+        blocks.append(Block("conv" if kind == "c" else "linear", int(out), bool(pool), bool(res)))
+    return tuple(blocks)
+
+
+class DirectBSNN(nn.Module):
+    """Directly trained binary-weight SNN (see the module docstring).
+
+    Args:
+        blocks: Block codes (:mod:`~bsnn_bindsnet.direct.architectures` or your own).
+        input_shape: ``(C, H, W)``.
+        num_classes: Readout size.
+        timesteps: ``T``.
+        residual_factor: ``f``.
+        theta: IF threshold of every hidden neuron (before BN folding).
+        affine: Batch-norm with a learned scale and shift (the paper's has none).
+        quant: ``"bwn"`` (binary hidden weights, the XNOR-BSNN) or ``"fp"`` (an ablation).
+    """
+
+    def __init__(self, blocks: Sequence[str] = FMNIST_RESIDUAL, *,
+                 input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
+                 timesteps: int = 8, residual_factor: float = 0.5, theta: float = 1.0,
+                 affine: bool = True, quant: str = "bwn") -> None:
+        super().__init__()
+        if quant not in ("bwn", "fp"):
+            raise ValueError(f"quant must be 'bwn' or 'fp' for a direct B-SNN, got {quant!r}")
+        if timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        self.codes = tuple(blocks)
+        self.blocks = parse_blocks(blocks)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.num_classes, self.timesteps = num_classes, timesteps
+        self.residual_factor, self.theta, self.quant = residual_factor, theta, quant
+        self.synapses, self.norms, self.pools = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.shapes = [self.input_shape]  # spike shape after each block (0 = the input)
+        for i, block in enumerate(self.blocks, start=1):
+            self._add_block(i, block, affine)
+        n_last = int(torch.tensor(self.shapes[-1]).prod())
+        self.readout = nn.Linear(n_last, num_classes, bias=False)
+        nn.init.normal_(self.readout.weight, 0, 0.01)
+
+    def _add_block(self, i: int, block: Block, affine: bool) -> None:
+        src = self.shapes[-1]
+        if block.residual and (i < 3 or self.shapes[-2] != src):
+            prev = self.shapes[-2] if i >= 3 else None
+            raise ValueError(f"block {i}: a residual input from block {i - 2} needs its spikes "
+                             f"to have the shape of block {i - 1}'s ({src}), got {prev}")
+        binary = self.quant == "bwn" and i > 1
+        if block.kind == "conv":
+            if len(src) != 3:
+                raise ValueError(f"block {i}: a conv block after a linear one")
+            syn = (BinaryConv2d(src[0], block.out, 3, padding=1) if binary
+                   else nn.Conv2d(src[0], block.out, 3, padding=1, bias=False))
+            nn.init.kaiming_normal_(syn.weight, mode="fan_out", nonlinearity="relu")
+            h, w = src[1], src[2]
+            shape = (block.out, h // 2, w // 2) if block.pool else (block.out, h, w)
+            norm = nn.BatchNorm2d(block.out, affine=affine)
+        else:
+            n_in = int(torch.tensor(src).prod())
+            syn = BinaryLinear(n_in, block.out) if binary else nn.Linear(n_in, block.out,
+                                                                         bias=False)
+            shape = (block.out,)
+            norm = nn.BatchNorm1d(block.out, affine=affine)
+        self.synapses.append(syn)
+        self.norms.append(norm)
+        self.pools.append(nn.AvgPool2d(2) if block.pool else nn.Identity())
+        self.shapes.append(shape)
+
+    def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Poisson (signed, unbiased) spikes ``[T, B, *input_shape]`` of analog input ``x``."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"input of shape {tuple(x.shape)}; expected [B, "
+                             f"{', '.join(map(str, self.input_shape))}]")
+        return poisson_signed(x, self.timesteps, generator=generator).contiguous()
+
+    def run(self, spikes: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Run on input spikes ``[T, B, *input_shape]``; returns the readout potential
+        :math:`u^{T,L}` ``[B, classes]`` and every block's spikes ``[T, B, *shape]``."""
+        t, b = spikes.shape[:2]
+        outs = [spikes.reshape(t * b, *spikes.shape[2:])]
+        for i, block in enumerate(self.blocks):
+            src = outs[-1]
+            if block.residual:
+                src = src + self.residual_factor * outs[-2]
+            if block.kind == "linear":
+                src = src.flatten(1)
+            current = self.norms[i](self.pools[i](self.synapses[i](src)))
+            o = if_sequence(current.view(t, b, *current.shape[1:]), self.theta)
+            outs.append(o.reshape(t * b, *o.shape[2:]))
+        logits = self.readout(outs[-1].flatten(1)).view(t, b, -1).sum(0)
+        return logits, [o.view(t, b, *o.shape[1:]) for o in outs[1:]]
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Readout potential after ``T`` steps (the logits) for analog input ``x``."""
+        return self.run(self.encode(x, generator))[0]
+

@@ -1,0 +1,51 @@
+r"""Spike function with the XNOR-BSNN surrogate gradient, and IF neurons unrolled over time.
+
+Forward: :math:`o = H(u - \theta)` (a spike when :math:`u \ge \theta`, as the BindsNET nodes).
+Backward: :math:`\partial o / \partial u = 0.3 \max(0, 1 - |(u - \theta)/\theta|)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+SURROGATE_SCALE = 0.3
+
+
+def surrogate_grad(u: Tensor, theta: float) -> Tensor:
+    r""":math:`0.3 \max(0, 1 - |(u - \theta)/\theta|)`."""
+    return SURROGATE_SCALE * (1 - ((u - theta) / theta).abs()).clamp(min=0)
+
+
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: Tensor, theta: float) -> Tensor:
+        ctx.save_for_backward(u)
+        ctx.theta = theta
+        return (u >= theta).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (u,) = ctx.saved_tensors
+        return grad * surrogate_grad(u, ctx.theta), None
+
+
+def spike(u: Tensor, theta: float = 1.0) -> Tensor:
+    """Binary spikes ``u >= theta`` with the surrogate gradient."""
+    if theta <= 0:
+        raise ValueError(f"theta must be > 0, got {theta}")
+    return _Spike.apply(u, theta)
+
+
+def if_sequence(current: Tensor, theta: float = 1.0) -> Tensor:
+    r"""IF neurons with soft reset over ``[T, B, ...]`` input currents, from :math:`u = 0`:
+    :math:`u_t = u_{t-1} + x_t`, :math:`o_t = H(u_t - \theta)`, :math:`u_t \mathrel{-}=
+    \theta o_t`. Returns the ``[T, B, ...]`` spikes."""
+    u = torch.zeros_like(current[0])
+    out = []
+    for x in current:
+        u = u + x
+        o = spike(u, theta)
+        u = u - theta * o
+        out.append(o)
+    return torch.stack(out)
