@@ -60,7 +60,10 @@ class LayerSpec:
             ``stride``, ``padding``, ``pool`` (avg-pool of the current: kernel, stride,
             padding, ceil_mode); for pools kernel, stride, padding, ceil_mode.
         point: The ANN module whose (ReLU'd) output this layer's rate approximates.
-        thresh: Firing threshold (``None`` for the readout).
+        thresh: Firing threshold (``None`` for the readout): a float, or a ``[C]`` tensor
+            (one per channel, from batch-norm folding).
+        residual: A second synapse ``{"source": layer, "synapse": {...}}`` whose current adds
+            to the first (the direct route's input from layer l-2; same signs, scale ``f``).
     """
 
     name: str
@@ -69,7 +72,8 @@ class LayerSpec:
     source: str
     synapse: dict[str, Any]
     point: str | None = None
-    thresh: float | None = None
+    thresh: float | Any | None = None
+    residual: dict[str, Any] | None = None
 
 
 @dataclass

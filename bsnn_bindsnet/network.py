@@ -72,6 +72,10 @@ def build_network(plan: BSNNPlan, *, dt: float = 1.0) -> Network:
         net.add_layer(nodes, name=layer.name)
         conn = _connection(layer.synapse, net.layers[layer.source], nodes)
         net.add_connection(conn, source=layer.source, target=layer.name)
+        if layer.residual is not None:  # BindsNET sums the currents of all incoming synapses
+            src = layer.residual["source"]
+            conn = _connection(layer.residual["synapse"], net.layers[src], nodes)
+            net.add_connection(conn, source=src, target=layer.name)
     net.train(False)
     net.bsnn_plan = plan
     return net

@@ -54,20 +54,27 @@ def layer_ops(plan: BSNNPlan) -> list[LayerOps]:
     out = []
     for layer in plan.layers:
         shapes[layer.name] = tuple(layer.shape)
-        syn = layer.synapse
-        if syn["type"] == "conv":
-            n_op, n_ip, kh, kw = (syn["sign"] if syn["binary"] else syn["weight"]).shape
-            _, h, w = shapes[layer.source]
-            oh = _conv_out(h, kh, syn["stride"][0], syn["padding"][0])
-            ow = _conv_out(w, kw, syn["stride"][1], syn["padding"][1])
-            ops = n_ip * kh * kw * n_op * oh * ow
-        elif syn["type"] == "linear":
-            o_s, i_s = (syn["sign"] if syn["binary"] else syn["weight"]).shape
-            ops = i_s * o_s
-        else:
-            continue
-        out.append(LayerOps(layer.name, layer.source, syn["type"], bool(syn["binary"]), ops))
+        out += _synapse_ops(layer.name, layer.source, layer.synapse, shapes)
+        if layer.residual is not None:  # a second MAC with the same weights (direct route)
+            out += _synapse_ops(layer.name, layer.residual["source"],
+                                layer.residual["synapse"], shapes)
     return out
+
+
+def _synapse_ops(name: str, source: str, syn: dict, shapes: dict) -> list[LayerOps]:
+    """Eq. 3/4 count of one synapse (``[]`` for pooling, which has no MACs)."""
+    if syn["type"] == "conv":
+        n_op, n_ip, kh, kw = (syn["sign"] if syn["binary"] else syn["weight"]).shape
+        _, h, w = shapes[source]
+        oh = _conv_out(h, kh, syn["stride"][0], syn["padding"][0])
+        ow = _conv_out(w, kw, syn["stride"][1], syn["padding"][1])
+        ops = n_ip * kh * kw * n_op * oh * ow
+    elif syn["type"] == "linear":
+        o_s, i_s = (syn["sign"] if syn["binary"] else syn["weight"]).shape
+        ops = i_s * o_s
+    else:
+        return []
+    return [LayerOps(name, source, syn["type"], bool(syn["binary"]), ops)]
 
 
 def normalized_ops(ops: Sequence[LayerOps], ifr: Mapping[str, float], *, timesteps: int,

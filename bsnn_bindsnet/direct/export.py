@@ -1,0 +1,120 @@
+r"""Batch-norm folding and export of a :class:`~bsnn_bindsnet.direct.model.DirectBSNN` to the
+same plan / BindsNET network as the conversion route.
+
+A hidden block computes :math:`y = \gamma(\alpha\,\mathrm{pool}(W_b * o) - \mu)/\sigma + \beta`
+and its IF neurons compare the running sum of :math:`y` with :math:`\theta`. With
+:math:`k = \gamma\alpha/\sigma > 0` that is the same as integrating the *integer* MAC plus a
+bias and comparing with a folded threshold (Eq. 6-7, generalized to an affine BN):
+
+.. math:: z = \mathrm{pool}(W_b * o) + b, \quad b = (\beta\sigma/\gamma - \mu)/\alpha, \quad
+          \hat\theta = \sigma\theta/(\gamma\alpha),
+
+and the soft reset subtracts :math:`\hat\theta`. For :math:`k < 0` the comparison flips; negating
+that output channel's signs and bias restores it (the row stays binary) with
+:math:`\hat\theta = \sigma\theta/(|\gamma|\alpha)`. The full-precision first block folds the
+same way with :math:`\alpha = 1` and real weights. A residual block's second synapse reuses
+the (possibly negated) signs with scale :math:`f` and no bias.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
+from bsnn_bindsnet.convert import INPUT, READOUT, BSNNPlan, LayerSpec
+
+
+def fold_batchnorm(alpha: Tensor, bn: nn.modules.batchnorm._BatchNorm,
+                   theta: float) -> tuple[Tensor, Tensor, Tensor]:
+    r"""``(flip, bias, thresh)`` per output channel: ``flip`` is ``+1``/``-1`` (the sign of
+    :math:`\gamma\alpha`), ``bias`` :math:`\mathrm{flip}\cdot(\beta\sigma/\gamma - \mu)/\alpha`,
+    ``thresh`` :math:`\sigma\theta/|\gamma\alpha|` (see the module docstring).
+
+    Raises:
+        ValueError: a channel with :math:`\gamma = 0` or :math:`\alpha = 0` (its neurons see a
+            constant current: no threshold to fold into).
+    """
+    sigma = (bn.running_var + bn.eps).sqrt().double()
+    mu = bn.running_mean.double()
+    gamma = bn.weight.detach().double() if bn.affine else torch.ones_like(mu)
+    beta = bn.bias.detach().double() if bn.affine else torch.zeros_like(mu)
+    alpha = torch.as_tensor(alpha).double().expand_as(mu)
+    k = gamma * alpha / sigma
+    if (k == 0).any():
+        bad = torch.nonzero(k == 0).flatten().tolist()
+        raise ValueError(f"channels {bad} have a batch-norm scale (or alpha) of 0; expected "
+                         "non-zero gamma and alpha to fold into thresholds")
+    flip = torch.sign(k)
+    bias = flip * (beta * sigma / gamma - mu) / alpha
+    thresh = theta / k.abs()
+    return flip.float(), bias.float(), thresh.float()
+
+
+def _pool_args(pool: nn.Module) -> dict[str, Any] | None:
+    if isinstance(pool, nn.Identity):
+        return None
+    return {"kernel_size": pool.kernel_size, "stride": pool.stride, "padding": pool.padding,
+            "ceil_mode": pool.ceil_mode}
+
+
+def _synapse(module: nn.Module, flip: Tensor, bias: Tensor | None, pool: nn.Module,
+             *, scale: float | None = None) -> dict[str, Any]:
+    view = (-1, 1, 1, 1) if isinstance(module, nn.Conv2d) else (-1, 1)
+    syn: dict[str, Any] = {"type": "conv" if isinstance(module, nn.Conv2d) else "linear",
+                           "binary": isinstance(module, (BinaryConv2d, BinaryLinear)),
+                           "bias": bias, "pool": _pool_args(pool)}
+    if syn["binary"]:
+        sign, _ = module.export_weight()
+        syn["sign"] = (sign * flip.view(view)).to(torch.int8)
+        syn["scale"] = torch.full((sign.shape[0],), 1.0 if scale is None else scale)
+    else:
+        w = module.weight.detach() * flip.view(view)
+        syn["weight"] = w if scale is None else w * scale
+    if syn["type"] == "conv":
+        syn["stride"], syn["padding"] = module.stride, module.padding
+    return syn
+
+
+def direct_to_plan(model: nn.Module) -> BSNNPlan:
+    """The folded plan of a trained :class:`~bsnn_bindsnet.direct.model.DirectBSNN`: layers
+    ``block1`` ... ``blockN`` (subtractive IF, v(0) = 0, per-channel thresholds) and
+    ``readout``; binary blocks have scale 1 (integer MAC) and the folded bias."""
+    from bsnn_bindsnet.direct.model import DirectBSNN
+
+    if not isinstance(model, DirectBSNN):
+        raise TypeError(f"expected a DirectBSNN, got {type(model).__name__}; ANNs are "
+                        "converted with bsnn_bindsnet.convert.ann_to_bsnn")
+    layers: list[LayerSpec] = []
+    names = [INPUT]
+    for i, block in enumerate(model.blocks):
+        syn_mod, bn, pool = model.synapses[i], model.norms[i], model.pools[i]
+        alpha = (syn_mod.export_weight()[1].reshape(-1)
+                 if isinstance(syn_mod, (BinaryConv2d, BinaryLinear)) else torch.tensor(1.0))
+        flip, bias, thresh = fold_batchnorm(alpha, bn, model.theta)
+        name = f"block{i + 1}"
+        residual = None
+        if block.residual:
+            residual = {"source": names[-2],
+                        "synapse": _synapse(syn_mod, flip, None, pool,
+                                            scale=model.residual_factor)}
+        layers.append(LayerSpec(name, "if", tuple(model.shapes[i + 1]), names[-1],
+                                _synapse(syn_mod, flip, bias, pool), thresh=thresh,
+                                residual=residual))
+        names.append(name)
+    readout = {"type": "linear", "binary": False, "bias": None, "pool": None,
+               "weight": model.readout.weight.detach().clone()}
+    layers.append(LayerSpec(READOUT, "readout", (model.num_classes,), names[-1], readout))
+    return BSNNPlan(model.input_shape, layers, reset="subtract", v_init="zero",
+                    info={"route": "direct", "timesteps": model.timesteps,
+                          "residual_factor": model.residual_factor, "theta": model.theta,
+                          "encoding": "poisson", "blocks": list(model.codes)})
+
+
+def direct_to_bsnn(model: nn.Module) -> Any:
+    """A BindsNET ``Network`` of the folded plan (see :func:`direct_to_plan`)."""
+    from bsnn_bindsnet.network import build_network
+
+    return build_network(direct_to_plan(model))
