@@ -210,3 +210,34 @@ def row_activations(network_or_plan: Any, neuron_spikes: dict[str, Tensor],
     bsnn = sum(v["bsnn"] for v in out.values())
     out["total"] = {"bnn": bnn, "bsnn": bsnn, "ratio": bsnn / bnn if bnn else float("nan")}
     return out
+
+
+def verify_network(network_or_plan: Any, layer_spikes: dict[str, Tensor]) -> dict[str, float]:
+    """Run every binary synapse of a network on the XNOR array model and on float arithmetic.
+
+    Args:
+        layer_spikes: Layer -> recorded binary spikes ``[N, *shape]`` (e.g. all steps of a
+            batch flattened into ``N``).
+
+    Returns:
+        Layer -> max ``|XNOR MAC - float MAC|`` (0.0 when the array computes it exactly).
+    """
+    plan = _plan(network_or_plan)
+    errors = {}
+    for layer in plan.layers:
+        syn = layer.synapse
+        if not syn.get("binary"):
+            continue
+        src = layer_spikes[layer.source].float()
+        res = factor = None
+        x = src
+        if layer.residual is not None:
+            res = layer_spikes[layer.residual["source"]].float()
+            factor = float(layer.residual["synapse"]["scale"].reshape(-1)[0])
+            x = src + factor * res
+        w = syn["sign"].float()
+        ref = (F.conv2d(x, w, stride=syn["stride"], padding=syn["padding"])
+               if syn["type"] == "conv" else x.flatten(1) @ w.T)
+        got = layer_mac(syn, src, residual=res, factor=factor or 1.0)
+        errors[layer.name] = float((got.float() - ref).abs().max())
+    return errors

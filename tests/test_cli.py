@@ -7,12 +7,22 @@ import pytest
 from bsnn_bindsnet.cli import main
 
 
-def test_help_does_not_import_bindsnet_or_matplotlib():
-    code = ("import sys\nfrom bsnn_bindsnet.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print([m for m in ('bindsnet', 'gymnasium', 'matplotlib', 'cv2') if m in sys.modules])")
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["simulate", "--help"]])
+def test_help_imports_neither_torch_nor_bindsnet_nor_matplotlib(argv):
+    code = ("import sys\nimport bsnn_bindsnet\nfrom bsnn_bindsnet.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'bindsnet', 'gymnasium', 'matplotlib', 'cv2') "
+            "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_package_attribute_is_lazy():
+    import bsnn_bindsnet
+
+    assert bsnn_bindsnet.sign_nonzero.__module__ == "bsnn_bindsnet.functional"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bsnn_bindsnet.nope  # noqa: B018
 
 
 def test_unknown_preset_is_a_one_line_error_listing_the_choices(tmp_path, capsys):

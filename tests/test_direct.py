@@ -130,6 +130,12 @@ def test_batchnorm_folding_keeps_predictions_of_a_trained_model(tmp_path):
     spikes = model.encode(x, torch.Generator().manual_seed(0))
     with torch.no_grad():
         logits, _ = model.run(spikes)
-    _, readout = _bindsnet_steps(direct_to_bsnn(model), spikes)
+    network = direct_to_bsnn(model)
+    steps, readout = _bindsnet_steps(network, spikes)
     assert torch.equal(readout.argmax(1), logits.argmax(1))
     torch.testing.assert_close(readout, logits, rtol=1e-4, atol=1e-4)
+    # every binary MAC of the trained network runs exactly on the XNOR array model
+    from bsnn_bindsnet.imc import verify_network
+
+    errors = verify_network(network, {k: v.flatten(0, 1) for k, v in steps.items()})
+    assert len(errors) == 3 and set(errors.values()) == {0.0}

@@ -10,7 +10,7 @@ FIGURES = {"demo": [], "conversion_accuracy": ["accuracy.png"],
            "fig8_percentile": ["fig8_percentile.png"],
            "fig9_ops_accuracy": ["fig9_ops_accuracy.png"],
            "fig10_11_early_exit": ["fig10_early_exit.png", "fig11_exit_histogram.png"],
-           "table1": [], "table2": []}
+           "table1": [], "table2": [], "xnor_bsnn_table1": ["imc.npz", "imc.json"]}
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,13 @@ def test_fig3_smoke_writes_four_curves_and_a_plot(tmp_path):
     # a second call reuses the finished runs instead of training again
     again = fig3_training_curves.main(["--smoke", "--out-dir", str(tmp_path)])
     assert again == rows
+
+
+def test_xnor_bsnn_smoke_bindsnet_matches_pytorch(tmp_path, runs):
+    from experiments import xnor_bsnn_table1
+
+    res = xnor_bsnn_table1.main(["--smoke", "--out-dir", str(tmp_path), *runs])
+    assert res["prediction_agreement"] == 1.0
+    assert res["accuracy_bindsnet"] == res["accuracy_pytorch"] > 0.5
+    assert set(res["xnor_max_error"].values()) == {0.0}
+    assert 0 < res["row_activations"]["total"]["ratio"]

@@ -48,7 +48,7 @@ def test_layer_mac_conv_and_residual_equal_the_float_conv(stride, padding):
         layer_mac(syn, o1 * 0.5)
 
 
-def _trained_plan_and_spikes():
+def _plan_and_spikes():
     from bsnn_bindsnet.direct.export import direct_to_plan
     from bsnn_bindsnet.direct.model import DirectBSNN
 
@@ -61,8 +61,16 @@ def _trained_plan_and_spikes():
     return direct_to_plan(model), outs
 
 
+def test_verify_network_reports_zero_error_on_every_binary_layer():
+    from bsnn_bindsnet.imc import verify_network
+
+    plan, outs = _plan_and_spikes()
+    spikes = {f"block{i}": o.flatten(0, 1) for i, o in enumerate(outs, start=1)}
+    assert verify_network(plan, spikes) == {"block2": 0.0, "block3": 0.0, "block4": 0.0}
+
+
 def test_every_binary_layer_of_a_network_runs_on_the_xnor_array():
-    plan, outs = _trained_plan_and_spikes()
+    plan, outs = _plan_and_spikes()
     spikes = {f"block{i}": o for i, o in enumerate(outs, start=1)}
     checked = 0
     for layer in plan.layers:
@@ -81,7 +89,7 @@ def test_every_binary_layer_of_a_network_runs_on_the_xnor_array():
 
 
 def test_export_imc_round_trips_without_this_package(tmp_path):
-    plan, _ = _trained_plan_and_spikes()
+    plan, _ = _plan_and_spikes()
     npz, manifest = export_imc(plan, tmp_path / "imc")
     meta = json.loads(manifest.read_text())
     arrays = np.load(npz)
