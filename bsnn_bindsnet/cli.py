@@ -185,9 +185,9 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
     from bsnn_bindsnet.checkpoint import atomic_write_json
     from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.distributed import simulate_sharded, world
     from bsnn_bindsnet.network import build_network, load_plan
     from bsnn_bindsnet.report import accuracy_table, plot_accuracy, write_accuracy_csv
-    from bsnn_bindsnet.simulate import simulate
 
     plan = load_plan(args.network)
     dataset = args.dataset or plan.info.get("dataset")
@@ -196,18 +196,21 @@ def _run_simulate(args: argparse.Namespace) -> int:
     data = load_dataset(dataset, args.split, data_root=args.data_root)
     if args.limit:
         data = Subset(data, range(min(args.limit, len(data))))
-    result = simulate(build_network(plan), data, args.timesteps,
-                      one_step=args.mode == "one-step", encoding=args.encoding,
-                      batch_size=args.batch_size, device=args.device,
-                      generator=torch.Generator().manual_seed(args.seed),
-                      progress=args.progress)
+    # under torchrun each rank simulates a shard; rank 0 writes the merged result
+    result = simulate_sharded(build_network(plan), data, args.timesteps,
+                              one_step=args.mode == "one-step", encoding=args.encoding,
+                              batch_size=args.batch_size, device=args.device,
+                              generator=torch.Generator().manual_seed(args.seed),
+                              progress=args.progress and world()[0] == 0)
+    if world()[0] != 0:
+        return 0
     out = Path(args.out)
     name = Path(args.network).stem
     # the ANN's accuracy recorded at conversion is over the whole test split
     same_data = args.split == "test" and not args.limit and dataset == plan.info.get("dataset")
     ann = {name: plan.info["ann_test_acc"]} if same_data and "ann_test_acc" in plan.info else None
     summary = {**result.summary(), "network": str(args.network), "dataset": dataset,
-               "split": args.split, "conversion": plan.info}
+               "split": args.split, "processes": world()[1], "conversion": plan.info}
     atomic_write_json(summary, out / "simulation.json")
     write_accuracy_csv({name: result.accuracy}, out / "accuracy.csv")
     plot_accuracy({name: result.accuracy}, out / "accuracy.png", ann=ann,

@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bsnn_bindsnet.distributed import merge, shard, simulate_sharded
+
+
+def test_shard_is_contiguous_and_covers_everything():
+    assert [list(shard(7, r, 3)) for r in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert list(shard(1, 1, 2)) == []
+    with pytest.raises(ValueError, match="rank 2 outside a world of 2"):
+        shard(4, 2, 2)
+
+
+@pytest.fixture(scope="module")
+def plan():
+    from bsnn_bindsnet.ann.models import get_model
+    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.data import load_dataset
+
+    torch.manual_seed(0)
+    model = get_model("vgg_tiny", quant="bwn", input_shape=(1, 8, 8), num_classes=10)
+    plan = ann_to_bsnn(model, load_dataset("digits", "calib"), build=False)
+    plan.info["dataset"] = "digits"
+    return plan
+
+
+def test_merged_shards_equal_one_run(plan):
+    from torch.utils.data import Subset
+
+    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.network import build_network
+    from bsnn_bindsnet.simulate import simulate
+
+    data = Subset(load_dataset("digits", "test"), range(50))
+    full = simulate(build_network(plan), data, 6, per_sample=True, per_neuron=True)
+    parts = [simulate(build_network(plan), Subset(data, shard(50, r, 3)), 6, per_sample=True,
+                      per_neuron=True, batch_size=7) for r in range(3)]
+    merged = merge(parts)
+    assert torch.equal(merged.correct, full.correct)
+    assert torch.equal(merged.step_predictions, full.step_predictions)
+    for name, spikes in full.layer_spikes.items():
+        assert torch.equal(merged.layer_spikes[name], spikes)
+        assert torch.equal(merged.neuron_spikes[name], full.neuron_spikes[name])
+        assert torch.equal(merged.sample_spikes[name], full.sample_spikes[name])
+    assert merged.firing_rates() == full.firing_rates()
+    # outside torchrun, the sharded entry point is plain simulate
+    alone = simulate_sharded(build_network(plan), data, 6)
+    assert torch.equal(alone.correct, full.correct)
+
+
+def test_bsnn_simulate_on_two_processes_equals_one(plan, tmp_path):
+    from bsnn_bindsnet.network import save_plan
+
+    path = save_plan(plan, tmp_path / "net.pt")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    env["OMP_NUM_THREADS"] = "1"
+    base = ["-m", "bsnn_bindsnet.cli", "simulate", str(path), "--timesteps", "8", "--limit",
+            "90", "--batch-size", "16", "--no-progress"]
+    subprocess.run([sys.executable, *base, "--out", str(tmp_path / "one")], check=True,
+                   env=env, capture_output=True)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc-per-node", "2", *base, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "simulation.json").read_text())
+    both = json.loads((tmp_path / "two" / "simulation.json").read_text())
+    assert both["processes"] == 2 and one["processes"] == 1
+    assert both["n"] == one["n"] == 90
+    assert both["accuracy"] == one["accuracy"] and both["ifr"] == one["ifr"]
