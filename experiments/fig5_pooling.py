@@ -28,6 +28,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Names
     add_setup_arguments(p, out_dir="results/fig5", timesteps=64, limit=2000)
     p.add_argument("--fp-epochs", type=int, default=3)
     p.add_argument("--bwn-epochs", type=int, default=2)
+    p.add_argument("--train-subset", type=int,
+                   help="train on the first N training images (a shorter budget for every "
+                        "placement alike)")
     p.add_argument("--placements", nargs="+", choices=PLACEMENTS, default=PLACEMENTS)
     args = p.parse_args(argv)
     if args.runs_dir is None:  # its own models, one pair per placement
@@ -47,7 +50,8 @@ def train(setup: Setup, placement: str, args: argparse.Namespace) -> dict[str, P
         run = RunConfig(preset=f"{prefix}-{mode}", out_dir=str(run_dir), pool=placement,
                         init_from=str(paths["fp"]) if mode == "bwn" else None,
                         epochs=2 if setup.smoke else epochs,
-                        train_subset=256 if setup.smoke else None, data_root=setup.data_root,
+                        train_subset=256 if setup.smoke else args.train_subset,
+                        data_root=setup.data_root,
                         device=setup.device, progress=False)
         print(f"== {run.preset} {placement} -> {run_dir}", flush=True)
         fit(run, resume=(run_dir / "checkpoint.pt").exists(), on_epoch=print_epoch)
