@@ -74,6 +74,10 @@ def _run_train(args: argparse.Namespace) -> int:
                     download=args.download, device=args.device, num_workers=args.num_workers,
                     progress=args.progress)
     history = fit(cfg, resume=args.resume, overwrite=args.overwrite, on_epoch=print_epoch)
+    from bsnn_bindsnet.distributed import world
+
+    if world()[0] != 0:  # under torchrun, rank 0 reports
+        return 0
     last = history[-1]
     print(f"{args.preset}: test accuracy {last['test_acc']:.4f} after {last['epoch']} epochs "
           f"({sum(r['train_seconds'] for r in history):.1f} s training); model: {args.out}/model.pt")

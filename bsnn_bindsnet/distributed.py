@@ -1,8 +1,11 @@
-"""Simulation across processes (``torchrun``): each rank simulates a contiguous shard of the
-data and the per-rank results are merged exactly (sums of counts, concatenation of
-per-sample tensors in rank order), so a run on N processes reports the same accuracy, spike
-counts and predictions as one process on the same data with the same (constant-current)
-input. Poisson input draws differ with the sharding.
+"""Training and simulation across processes (``torchrun``).
+
+Simulation: each rank simulates a contiguous shard of the data and the per-rank results are
+merged exactly (sums of counts, concatenation of per-sample tensors in rank order), so a run
+on N processes reports the same accuracy, spike counts and predictions as one process on the
+same data with the same (constant-current) input. Poisson input draws differ with the
+sharding. Training (:func:`~bsnn_bindsnet.ann.fit.fit`): DistributedDataParallel, each rank
+taking an equal share of the epoch's seeded permutation.
 
 Backend: gloo on CPU, nccl when the device is CUDA. Under ``torchrun`` the environment
 (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` ...) says everything; without it nothing changes.
@@ -11,13 +14,14 @@ Backend: gloo on CPU, nccl when the device is CUDA. Under ``torchrun`` the envir
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Subset
 
-from bsnn_bindsnet.simulate import SimResult, simulate
+if TYPE_CHECKING:
+    from bsnn_bindsnet.simulate import SimResult
 
 
 def world() -> tuple[int, int]:
@@ -43,8 +47,27 @@ def shard(n: int, rank: int, size: int) -> range:
     return range(start, start + per + (rank < extra))
 
 
+def epoch_shard(n: int, rank: int, size: int, generator: torch.Generator) -> list[int]:
+    """This rank's share of a seeded permutation of ``n`` items; every rank gets the same
+    count (the ``n % size`` leftover items of the permutation sit out this epoch), so all
+    ranks take the same number of steps."""
+    perm = torch.randperm(n, generator=generator)[: n - n % size]
+    return perm[rank::size].tolist()
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Element-wise sum over all ranks (identity outside a process group)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 def merge(results: list[SimResult]) -> SimResult:
     """One :class:`SimResult` from per-shard results in data order (exact)."""
+    from bsnn_bindsnet.simulate import SimResult
+
     first = results[0]
 
     def cat(get, dim=0):
@@ -70,6 +93,8 @@ def merge(results: list[SimResult]) -> SimResult:
 def simulate_sharded(network: Any, data: Any, timesteps: int, **kwargs: Any) -> SimResult:
     """:func:`~bsnn_bindsnet.simulate.simulate` on this rank's shard, merged over all ranks
     (every rank gets the merged result). Outside ``torchrun`` it is plain ``simulate``."""
+    from bsnn_bindsnet.simulate import simulate
+
     rank, size = init(kwargs.get("device", "cpu"))
     if size == 1:
         return simulate(network, data, timesteps, **kwargs)

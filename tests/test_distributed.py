@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from bsnn_bindsnet.distributed import merge, shard, simulate_sharded
+from bsnn_bindsnet.distributed import epoch_shard, merge, shard, simulate_sharded
 
 
 def test_shard_is_contiguous_and_covers_everything():
@@ -72,3 +72,31 @@ def test_bsnn_simulate_on_two_processes_equals_one(plan, tmp_path):
     assert both["processes"] == 2 and one["processes"] == 1
     assert both["n"] == one["n"] == 90
     assert both["accuracy"] == one["accuracy"] and both["ifr"] == one["ifr"]
+
+
+def test_epoch_shard_gives_every_rank_the_same_count():
+    shares = [epoch_shard(11, r, 3, torch.Generator().manual_seed(5)) for r in range(3)]
+    assert [len(s) for s in shares] == [3, 3, 3]
+    assert len(set(sum(shares, []))) == 9  # disjoint
+
+
+def test_bsnn_train_on_two_processes(tmp_path):
+    from bsnn_bindsnet.ann.train import evaluate
+    from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.data import load_dataset, make_loader
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    env["OMP_NUM_THREADS"] = "1"
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node", "2", "-m", "bsnn_bindsnet.cli", "train",
+                           "--preset", "digits-fp", "--epochs", "2", "--train-subset", "256",
+                           "--out", str(out), "--no-progress"],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("digits-fp: test accuracy") == 1  # rank 0 reports
+    assert json.loads((out / "config.json").read_text())["processes"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["epoch"] for r in metrics] == [1, 2]
+    test = make_loader(load_dataset("digits", "test"), batch_size=256, shuffle=False)
+    assert evaluate(load_model(out / "model.pt"), test).acc == pytest.approx(metrics[-1]["test_acc"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -162,7 +163,9 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         seconds.
     """
     from bsnn_bindsnet.data import dataset_info, load_dataset, make_loader
+    from bsnn_bindsnet.distributed import all_sum, epoch_shard, init
 
+    rank, size = init(cfg.device)  # (0, 1) unless launched by torchrun
     spec = resolve(cfg)
     recipe = spec.recipe
     out = Path(cfg.out_dir)
@@ -176,6 +179,8 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         raise ValueError(f"preset {cfg.preset!r} binarizes a full-precision model: pass "
                          f"--init-from RUN/model.pt (or use {cfg.preset}-scratch if it exists)")
     device = _device(cfg.device)
+    if size > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     info = dataset_info(spec.dataset)
     model_kwargs = {"quant": spec.quant, "input_shape": info.input_shape,
                     "num_classes": info.n_classes, **spec.model_kwargs}
@@ -198,8 +203,15 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     elif cfg.init_from:
         _init_from(model, cfg.init_from, name=spec.model, quant=spec.quant,
                    model_kwargs=model_kwargs)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json({**asdict(cfg), "resolved": asdict(spec)}, out / "config.json")
+    net = model
+    if size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json({**asdict(cfg), "resolved": asdict(spec), "processes": size},
+                          out / "config.json")
 
     train_set = load_dataset(spec.dataset, "train", data_root=cfg.data_root,
                              download=cfg.download)
@@ -212,21 +224,30 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         lr, wd = learning_rate(recipe, epoch), weight_decay(recipe, epoch)
         for group in optimizer.param_groups:
             group["lr"], group["weight_decay"] = lr, wd
-        torch.manual_seed(_epoch_seed(cfg.seed, epoch))
-        loader = make_loader(train_set, batch_size=recipe.batch_size, shuffle=True,
-                             seed=cfg.seed, epoch=epoch, num_workers=cfg.num_workers)
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch) + rank)
+        if size == 1:
+            loader = make_loader(train_set, batch_size=recipe.batch_size, shuffle=True,
+                                 seed=cfg.seed, epoch=epoch, num_workers=cfg.num_workers)
+        else:  # equal shares of the epoch's permutation; the global batch stays the recipe's
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            part = Subset(train_set, epoch_shard(len(train_set), rank, size, gen))
+            loader = make_loader(part, batch_size=max(1, recipe.batch_size // size),
+                                 shuffle=False, num_workers=cfg.num_workers)
         batches = _progress(loader, f"epoch {epoch + 1}/{recipe.epochs}", cfg.progress)
         callback = None if on_batch is None else (lambda i, loss, e=epoch: on_batch(e, i, loss))
         t0 = time.perf_counter()
-        tr = train_one_epoch(model, batches, optimizer, device=device, on_batch=callback)
+        tr = train_one_epoch(net, batches, optimizer, device=device, on_batch=callback)
         t1 = time.perf_counter()
         te = evaluate(model, test_loader, device=device)
-        row = {"epoch": epoch + 1, "lr": lr, "weight_decay": wd, "train_loss": tr.loss,
-               "train_acc": tr.acc, "test_loss": te.loss, "test_acc": te.acc,
+        loss_sum, correct, n = all_sum([tr.loss * tr.n, tr.acc * tr.n, tr.n])
+        row = {"epoch": epoch + 1, "lr": lr, "weight_decay": wd, "train_loss": loss_sum / n,
+               "train_acc": correct / n, "test_loss": te.loss, "test_acc": te.acc,
                "train_seconds": round(t1 - t0, 3),
                "eval_seconds": round(time.perf_counter() - t1, 3)}
         history.append(row)
-        log.info("epoch %d: train acc %.4f, test acc %.4f", epoch + 1, tr.acc, te.acc)
+        log.info("epoch %d: train acc %.4f, test acc %.4f", epoch + 1, row["train_acc"], te.acc)
+        if rank != 0:  # only rank 0 writes; DDP keeps the replicas identical
+            continue
         save_model(model, out / "model.pt", name=spec.model, model_kwargs=model_kwargs,
                    meta={"dataset": spec.dataset, "preset": cfg.preset, "epoch": epoch + 1,
                          "test_acc": te.acc})
