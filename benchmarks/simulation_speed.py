@@ -97,8 +97,8 @@ def cases(model, plan, x, y, T: int) -> dict[str, Callable[[], object]]:
             for _ in range(T):
                 model(x)
 
-    def bare():
-        with torch.inference_mode():
+    def bare():  # no_grad as simulate(): the same autograd mode, without the monitors
+        with torch.no_grad():
             net = nets["bare"]
             net.reset_state_variables()
             net.run(inputs={INPUT: constant_current(x, T)}, time=T, one_step=True)
@@ -108,7 +108,7 @@ def cases(model, plan, x, y, T: int) -> dict[str, Callable[[], object]]:
         for name in net.layers:
             net.add_monitor(Monitor(net.layers[name], ("s",), time=T), name=f"rec_{name}")
         try:
-            with torch.inference_mode():
+            with torch.no_grad():
                 net.reset_state_variables()
                 net.run(inputs={INPUT: constant_current(x, T)}, time=T, one_step=True)
         finally:
@@ -124,7 +124,6 @@ def cases(model, plan, x, y, T: int) -> dict[str, Callable[[], object]]:
 
 
 def run(models: Sequence[str], timesteps: Sequence[int], batch: int, repeats: int) -> list[dict]:
-    torch.set_grad_enabled(False)
     rows = []
     for name in models:
         model, plan, x, y = build(name, batch)

@@ -68,7 +68,8 @@ class SpikeCounter:
             if name not in self.per_step:
                 self.per_step[name] = torch.zeros(self.timesteps, s.shape[0], dtype=torch.int32,
                                                   device=s.device)
-            self.per_step[name][self.t] = s.flatten(1).sum(1)
+            # a sum over the non-batch dims: flatten(1) would copy a channels-last tensor
+            self.per_step[name][self.t] = s.sum(dim=tuple(range(1, s.dim())))
             if self.keep_per_neuron:
                 self.per_neuron[name] += s.sum(0).to(device="cpu", dtype=torch.float64)
         self.t += 1
