@@ -161,6 +161,11 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     Returns:
         One dict per completed epoch: epoch, lr, weight_decay, train/test loss and accuracy,
         seconds.
+
+    Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``; each rank trains
+    on an equal share of the epoch's seeded permutation with ``batch_size // world_size``
+    samples per step (the global batch stays the recipe's), the training loss and accuracy
+    are summed over ranks, and only rank 0 writes files.
     """
     from bsnn_bindsnet.data import dataset_info, load_dataset, make_loader
     from bsnn_bindsnet.distributed import all_sum, epoch_shard, init
