@@ -151,6 +151,12 @@ class SimResult:
         return {name: float(spikes[:upto].sum()) / (self.n * self.layer_neurons[name])
                 for name, spikes in self.layer_spikes.items()}
 
+    def rates_per_step(self) -> dict[str, list[float]]:
+        """Per layer: spikes per neuron at each step ``1..T`` (averaged over samples); they
+        sum to :meth:`firing_rates`."""
+        return {name: (spikes.double() / (self.n * self.layer_neurons[name])).tolist()
+                for name, spikes in self.layer_spikes.items()}
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary: mode, accuracy curve, final accuracy, IFR per layer."""
         return {"timesteps": self.timesteps, "one_step": self.one_step,

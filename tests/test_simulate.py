@@ -309,3 +309,16 @@ def test_empty_dataset_is_rejected_clearly(net):
 def test_empty_tensor_pair_is_rejected_clearly(net):
     with pytest.raises(ValueError, match="empty"):
         simulate(net, (X[:0], Y[:0]), T)
+
+
+def test_rates_per_step_by_hand():
+    from bsnn_bindsnet.simulate import SimResult
+
+    # 2 samples, a layer of 4 neurons: 8 spikes at step 1, 2 at step 2, none at step 3
+    res = SimResult(timesteps=3, one_step=True, encoding="current",
+                    correct=torch.tensor([1, 2, 2]), predictions=torch.tensor([0, 1]),
+                    confidence=torch.zeros(2), labels=torch.tensor([0, 1]),
+                    layer_spikes={"a": torch.tensor([8, 2, 0])}, layer_neurons={"a": 4})
+    assert res.rates_per_step() == {"a": [1.0, 0.25, 0.0]}
+    assert res.firing_rates() == {"a": 1.25} and res.firing_rates(1) == {"a": 1.0}
+    assert res.accuracy == [0.5, 1.0, 1.0]
