@@ -73,72 +73,143 @@ def compact(network: Any, keep: Tensor) -> None:
     network.batch_size = int(keep.sum())
 
 
+class _Stream:
+    """Samples of ``data`` in order, pulled ``k`` at a time across batch boundaries."""
+
+    def __init__(self, batches: Any, device: torch.device | str) -> None:
+        self.batches, self.device, self.next = iter(batches), device, 0
+        self.x: Tensor | None = None
+        self.y: Tensor | None = None
+
+    def pull(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        xs, ys = [], []
+        while k > 0:
+            if self.x is None or self.x.shape[0] == 0:
+                try:
+                    x, y = next(self.batches)
+                except StopIteration:
+                    break
+                self.x, self.y = x.to(self.device), torch.as_tensor(y).to(self.device)
+            xs.append(self.x[:k])
+            ys.append(self.y[:k])
+            self.x, self.y = self.x[k:], self.y[k:]
+            k -= xs[-1].shape[0]
+        if not xs:
+            return torch.empty(0), torch.empty(0, dtype=torch.int64), torch.empty(0)
+        x, y = torch.cat(xs), torch.cat(ys)
+        idx = torch.arange(self.next, self.next + x.shape[0], device=self.device)
+        self.next += x.shape[0]
+        return x, y, idx
+
+
+def reset_rows(network: Any, rows: Tensor) -> None:
+    """Start the batch rows ``rows`` (bool ``[B]``) afresh in every layer."""
+    for layer in network.layers.values():
+        if hasattr(layer, "reset_rows"):
+            layer.reset_rows(rows)
+        elif isinstance(getattr(layer, "s", None), Tensor) and layer.s.dim() > 0:
+            layer.s[rows] = 0
+
+
 def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: float, *,
                         batch_size: int = 64, device: torch.device | str = "cpu",
-                        compact_fraction: float = 0.125) -> ExitRun:
+                        refill: bool = True, compact_fraction: float = 0.125) -> ExitRun:
     """Run ``network`` with early exit on every sample of ``data``.
+
+    The batch is a set of ``batch_size`` rows. With ``refill`` (default) a row whose sample
+    has exited is reset and takes the next sample of ``data`` (continuous batching), so the
+    batch stays full while data remains; once the data runs out, finished rows are sliced out
+    of every layer's state (compaction) so the stragglers run on a smaller batch. Each
+    sample's trajectory is independent of its row-mates, so the outcome equals the offline
+    analysis of a full run.
 
     Args:
         network: A converted network (layers ``input`` ... ``readout``).
         data: A dataset of ``(x, y)`` or a pair of tensors ``(X, Y)``.
         max_timesteps: ``T_max``: samples that never reach the threshold stop here.
         threshold: Confidence threshold on the readout's max membrane potential.
-        compact_fraction: Compact the batch once at least this fraction of its rows has
-            exited (exited rows still in the batch are computed but no longer counted):
-            slicing every layer's state costs time, so waiting for a few exits to pile up
-            is faster than compacting at every single exit. 0 compacts at every exit.
+        refill: Refill finished rows with new samples (else: one batch after another).
+        compact_fraction: Compact the batch once at least this fraction of its rows is
+            finished and cannot be refilled (finished rows still in the batch are computed
+            but no longer counted): slicing every layer's state costs time, so waiting for a
+            few to pile up is faster than compacting at every exit. 0 compacts at every exit.
     """
     from bsnn_bindsnet.simulate import _batches, _length
 
     if max_timesteps < 1:
         raise ValueError(f"max_timesteps must be >= 1, got {max_timesteps}")
-    if _length(data) == 0:
+    n = _length(data)
+    if n == 0:
         raise ValueError("the data set is empty; expected at least one sample")
     layers = [name for name in network.layers if name not in (INPUT, READOUT)]
     readout = network.layers[READOUT]
     network.to(device)
     network.train(False)
-    preds, labels, steps = [], [], []
-    spikes: dict[str, list[Tensor]] = {name: [] for name in layers}
+    preds, labels, steps, spikes = {}, {}, {}, {name: {} for name in layers}
     t0 = time.perf_counter()
+    stream = _Stream(_batches(data, batch_size), device)
     # no_grad, not inference_mode: state tensors created under inference_mode could not be
     # updated in place by a later simulate() of the same network
     with torch.no_grad():
-        for x, y in _batches(data, batch_size):
-            x, y = to_conv_layout(x.to(device)).clone(), torch.as_tensor(y).to(device)
-            b = x.shape[0]
-            network.reset_state_variables()
-            active = torch.arange(b, device=device)  # sample index of every batch row
-            alive = torch.ones(b, dtype=torch.bool, device=device)  # rows still running
-            pred = torch.empty(b, dtype=torch.int64, device=device)
-            step = torch.full((b,), max_timesteps, dtype=torch.int64, device=device)
-            counts = {name: torch.zeros(b, device=device) for name in layers}
-            for t in range(1, max_timesteps + 1):
-                # the [1, b, ...] view is of our own copy: BindsNET may zero it on reset
-                network.run(inputs={INPUT: x.unsqueeze(0)}, time=1, one_step=True)
-                for name in layers:
-                    s = network.layers[name].s
-                    fired = s.sum(dim=tuple(range(1, s.dim()))).mul_(alive)
-                    counts[name].index_add_(0, active, fired.to(counts[name].dtype))
-                conf, arg = readout.v.flatten(1).max(1)
-                last = t == max_timesteps
-                done = alive & (conf > threshold) if not last else alive
-                if done.any():
-                    pred[active[done]] = arg[done]
-                    step[active[done]] = t
-                    alive &= ~done
-                    if last or not alive.any():
-                        break
-                    if (~alive).sum() >= max(1.0, compact_fraction * alive.numel()):
-                        compact(network, alive)
-                        active, x = active[alive], to_conv_layout(x[alive])
-                        alive = torch.ones(active.numel(), dtype=torch.bool, device=device)
-            preds.append(pred.cpu())
-            labels.append(y.cpu())
-            steps.append(step.cpu())
-            for name in layers:
-                spikes[name].append(counts[name].cpu())
-    return ExitRun(torch.cat(preds), torch.cat(labels), torch.cat(steps),
-                   {name: torch.cat(v) for name, v in spikes.items()},
+        while True:
+            x, y, idx = stream.pull(batch_size)
+            if x.numel() == 0:
+                break
+            _run_rows(network, layers, readout, stream, to_conv_layout(x).clone(), y, idx,
+                      max_timesteps, threshold, refill, compact_fraction,
+                      (preds, labels, steps, spikes), device)
+    order = sorted(preds)
+    cat = lambda d: torch.stack([d[i] for i in order]).cpu()  # noqa: E731
+    return ExitRun(cat(preds), cat(labels), cat(steps),
+                   {name: cat(v) for name, v in spikes.items()},
                    {name: network.layers[name].n for name in layers}, float(threshold),
                    max_timesteps, time.perf_counter() - t0)
+
+
+def _run_rows(network, layers, readout, stream, x, y, idx, max_timesteps, threshold, refill,
+              compact_fraction, out, device) -> None:
+    """Run one batch of rows until every row (and every refill) has exited."""
+    preds, labels, steps, spikes = out
+    b = x.shape[0]
+    network.reset_state_variables()
+    alive = torch.ones(b, dtype=torch.bool, device=device)
+    t_row = torch.zeros(b, dtype=torch.int64, device=device)
+    counts = {name: torch.zeros(b, device=device) for name in layers}
+    while alive.any():
+        # the [1, b, ...] view is of our own copy: BindsNET may zero it on reset
+        network.run(inputs={INPUT: x.unsqueeze(0)}, time=1, one_step=True)
+        t_row += 1
+        for name in layers:
+            s = network.layers[name].s
+            counts[name] += s.sum(dim=tuple(range(1, s.dim()))).mul_(alive)
+        conf, arg = readout.v.flatten(1).max(1)
+        done = alive & ((conf > threshold) | (t_row >= max_timesteps))
+        if not done.any():
+            continue
+        rows = done.nonzero().flatten()
+        finished = {"pred": arg[rows].cpu(), "label": y[rows].cpu(), "step": t_row[rows].cpu(),
+                    **{name: counts[name][rows].cpu() for name in layers}}  # copies
+        for j, i in enumerate(idx[rows].tolist()):
+            preds[i], labels[i], steps[i] = (finished["pred"][j], finished["label"][j],
+                                             finished["step"][j])
+            for name in layers:
+                spikes[name][i] = finished[name][j]
+        alive &= ~done
+        new_x, new_y, new_idx = stream.pull(len(rows)) if refill else (torch.empty(0),) * 3
+        k = new_x.shape[0]
+        if k:
+            fill = torch.zeros_like(alive)
+            fill[rows[:k]] = True
+            # reset first: BindsNET's Input layer holds `x` itself as its spikes `s`
+            reset_rows(network, fill)
+            x[rows[:k]] = to_conv_layout(new_x)
+            y[rows[:k]], idx[rows[:k]], t_row[rows[:k]] = new_y, new_idx, 0
+            for name in layers:
+                counts[name][rows[:k]] = 0
+            alive |= fill
+        finished = int((~alive).sum())
+        if alive.any() and finished >= max(1.0, compact_fraction * alive.numel()):
+            compact(network, alive)
+            x, y, idx, t_row = to_conv_layout(x[alive]), y[alive], idx[alive], t_row[alive]
+            counts = {name: c[alive] for name, c in counts.items()}
+            alive = torch.ones(x.shape[0], dtype=torch.bool, device=device)

@@ -108,6 +108,14 @@ class _IFNodes(Nodes):
         super().reset_state_variables()
         self._init_v()
 
+    def reset_rows(self, rows: Tensor) -> None:
+        """Start the samples ``rows`` (bool ``[B]``) afresh: no spike, ``v = v(0)``; the other
+        samples keep their state (early exit refills finished rows with new samples)."""
+        self.s[rows] = False
+        k = int(rows.sum())
+        init = 0.5 * self.thresh if self.v_init == "half" else torch.zeros_like(self.thresh)
+        self.v[rows] = torch.broadcast_to(init, (k, *self.shape)).to(self.v.dtype)
+
     def extra_repr(self) -> str:
         th = tuple(self.thresh.shape)
         return f"shape={tuple(self.shape)}, thresh shape={th}, v_init={self.v_init!r}"
@@ -223,3 +231,8 @@ class ReadoutNodes(Nodes):
         """Zero ``s`` (and traces / sums) and ``v``."""
         super().reset_state_variables()
         self.v.zero_()
+
+    def reset_rows(self, rows: Tensor) -> None:
+        """Zero ``v`` of the samples ``rows`` (bool ``[B]``) only."""
+        self.s[rows] = False
+        self.v[rows] = 0.0

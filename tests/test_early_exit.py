@@ -39,6 +39,24 @@ def test_compacted_run_equals_the_offline_analysis_of_a_full_run(setup):
         assert torch.equal(counts.long(), expect.long()), name
 
 
+@pytest.mark.parametrize("refill", [True, False])
+@pytest.mark.parametrize("batch_size", [7, 40])
+def test_refilled_and_compacted_runs_equal_the_offline_analysis(setup, refill, batch_size):
+    network, x, y = setup
+    full = simulate(network, (x, y), 24, per_sample=True, batch_size=40)
+    threshold = float(full.step_confidence[8].median())
+    offline = early_exit(full.step_predictions, full.step_confidence, y, threshold)
+    run = simulate_early_exit(network, (x, y), 24, threshold, batch_size=batch_size,
+                              refill=refill, compact_fraction=0.3)
+    assert torch.equal(run.exit_steps, offline.exit_steps)
+    assert torch.equal(run.predictions, offline.predictions)
+    assert torch.equal(run.labels, y)
+    for name, counts in run.sample_spikes.items():
+        t = torch.arange(1, 25).unsqueeze(1)
+        expect = (full.sample_spikes[name] * (t <= offline.exit_steps)).sum(0)
+        assert torch.equal(counts.long(), expect.long()), name
+
+
 def test_threshold_never_reached_runs_to_t_max_and_matches_simulate(setup):
     network, x, y = setup
     run = simulate_early_exit(network, (x, y), 12, float("inf"), batch_size=16)
