@@ -62,7 +62,7 @@ def run(setup: Setup, args: argparse.Namespace) -> dict:
 def print_table(rows: dict, setup: Setup, n: int | None = None) -> None:
     print(f"\n{setup.dataset}, {n or 'all'} test samples, SIF, v(0)=theta/2, "
           f"{setup.percentile}th percentile, T_max={setup.timesteps}\n")
-    print("| network | ANN (%) | SNN at T_max (%) | T within 1 pt | accuracy there (%) | "
+    print("| network | ANN (%) | at T_max (%) | T within 1 pt | accuracy there (%) | "
           "#OPS there | #OPS with early exit | early-exit accuracy (%) | mean exit T |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, r in rows.items():
