@@ -1,8 +1,10 @@
 r"""Early-exit inference that really stops computing for samples that have exited.
 
 Per step, each still-running sample whose readout confidence (max membrane potential) exceeds
-the threshold exits with the readout's argmax; the batch is then *compacted*: every layer's
-state tensors are sliced to the samples still running, so later steps cost only what is left.
+the threshold exits with the readout's argmax. Its batch row is then reset and refilled with
+the next sample (continuous batching); once no sample is left to refill with, the batch is
+*compacted*: every layer's state tensors are sliced to the samples still running, so later
+steps cost only what is left.
 ``Network.run(time=1)`` is called once per step (it never resets state between calls); the
 network's ``batch_size`` is updated together with the layers' state so that BindsNET does not
 reallocate (and so reset) it. One-step mode and constant-current input only.
@@ -82,6 +84,7 @@ class _Stream:
         self.y: Tensor | None = None
 
     def pull(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Up to ``k`` samples ``(x, y, index in data)``; empty tensors once exhausted."""
         xs, ys = [], []
         while k > 0:
             if self.x is None or self.x.shape[0] == 0:
@@ -89,6 +92,9 @@ class _Stream:
                     x, y = next(self.batches)
                 except StopIteration:
                     break
+                if not torch.isfinite(x).all():
+                    raise ValueError("the input holds NaN/inf values; expected finite, "
+                                     "normalized data")
                 self.x, self.y = x.to(self.device), torch.as_tensor(y).to(self.device)
             xs.append(self.x[:k])
             ys.append(self.y[:k])
@@ -147,6 +153,7 @@ def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: 
     network.train(False)
     preds, labels, steps, spikes = {}, {}, {}, {name: {} for name in layers}
     t0 = time.perf_counter()
+    shape = tuple(network.layers[INPUT].shape)
     stream = _Stream(_batches(data, batch_size), device)
     # no_grad, not inference_mode: state tensors created under inference_mode could not be
     # updated in place by a later simulate() of the same network
@@ -155,6 +162,9 @@ def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: 
             x, y, idx = stream.pull(batch_size)
             if x.numel() == 0:
                 break
+            if tuple(x.shape[1:]) != shape:
+                raise ValueError(f"wrong input shape: the network expects "
+                                 f"[B, {', '.join(map(str, shape))}], got {list(x.shape)}")
             _run_rows(network, layers, readout, stream, to_conv_layout(x).clone(), y, idx,
                       max_timesteps, threshold, refill, compact_fraction,
                       (preds, labels, steps, spikes), device)

@@ -72,3 +72,7 @@ def test_bad_arguments(setup):
         simulate_early_exit(network, (x, y), 0, 1.0)
     with pytest.raises(ValueError, match="empty"):
         simulate_early_exit(network, (x[:0], y[:0]), 4, 1.0)
+    with pytest.raises(ValueError, match="wrong input shape"):
+        simulate_early_exit(network, (x[:, :, :4], y), 4, 1.0)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        simulate_early_exit(network, (x * float("nan"), y), 4, 1.0)
