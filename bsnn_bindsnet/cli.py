@@ -135,17 +135,28 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
+    import torch
+
     from bsnn_bindsnet.ann.train import evaluate
     from bsnn_bindsnet.checkpoint import load_model, read_model_file
     from bsnn_bindsnet.convert import ann_to_bsnn
     from bsnn_bindsnet.data import load_dataset, make_loader
     from bsnn_bindsnet.network import save_plan
 
+    from bsnn_bindsnet.direct.model import DirectBSNN
+
     dataset = _model_dataset(args.model, args.dataset)
     model = load_model(args.model)
-    calib = load_dataset(dataset, "calib", data_root=args.data_root, calib_size=args.calib_size)
-    plan = ann_to_bsnn(model, calib, percentile=args.percentile, statistic=args.statistic,
-                       reset=args.reset, v_init=args.v_init, device=args.device, build=False)
+    if isinstance(model, DirectBSNN):  # direct route: fold batch-norm, no threshold balancing
+        from bsnn_bindsnet.direct.export import direct_to_plan
+
+        plan = direct_to_plan(model)
+    else:
+        calib = load_dataset(dataset, "calib", data_root=args.data_root,
+                             calib_size=args.calib_size)
+        plan = ann_to_bsnn(model, calib, percentile=args.percentile, statistic=args.statistic,
+                           reset=args.reset, v_init=args.v_init, device=args.device,
+                           build=False)
     plan.info.update(dataset=dataset, model_file=str(args.model),
                      model=read_model_file(args.model)["model"])
     if args.evaluate:
@@ -155,8 +166,8 @@ def _run_convert(args: argparse.Namespace) -> int:
                                              device=args.device).acc
     save_plan(plan, args.out)
     print(json.dumps({"out": args.out, "layers": [layer.name for layer in plan.layers],
-                      "thresholds": {layer.name: layer.thresh for layer in plan.layers
-                                     if layer.thresh is not None},
+                      "thresholds": {layer.name: torch.as_tensor(layer.thresh).tolist()
+                                     for layer in plan.layers if layer.thresh is not None},
                       "ann_test_acc": plan.info.get("ann_test_acc")}, indent=2))
     return 0
 

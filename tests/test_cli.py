@@ -91,3 +91,17 @@ def _fp_model(tmp_path):
     main(["train", "--preset", "digits-fp", "--out", str(fp), "--epochs", "1",
           "--train-subset", "128", "--no-progress"])
     return str(fp / "model.pt")
+
+
+def test_direct_route_train_convert_simulate(tmp_path, capsys):
+    run, net = tmp_path / "direct", tmp_path / "direct.pt"
+    assert main(["train", "--preset", "digits-direct", "--route", "direct", "--out", str(run),
+                 "--epochs", "1", "--train-subset", "128", "--no-progress"]) == 0
+    assert main(["convert", str(run / "model.pt"), "--out", str(net)]) == 0
+    printed = json.loads(capsys.readouterr().out.split("digits-direct: test accuracy")[1]
+                         .split("\n", 1)[1])
+    assert printed["layers"][-1] == "readout" and len(printed["thresholds"]["block2"]) == 16
+    assert main(["simulate", str(net), "--timesteps", "8", "--encoding", "poisson",
+                 "--limit", "32", "--out", str(tmp_path / "sim"), "--no-progress"]) == 0
+    sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
+    assert sim["encoding"] == "poisson" and sim["conversion"]["route"] == "direct"
