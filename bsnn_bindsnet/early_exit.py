@@ -151,7 +151,9 @@ def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: 
     readout = network.layers[READOUT]
     network.to(device)
     network.train(False)
-    preds, labels, steps, spikes = {}, {}, {}, {name: {} for name in layers}
+    # what each sample leaves when it exits, in chunks: its index in data, prediction, label,
+    # exit step and spikes per layer; sorted back into data order at the end
+    out: dict[str, list[Tensor]] = {key: [] for key in ("idx", "pred", "label", "step", *layers)}
     t0 = time.perf_counter()
     shape = tuple(network.layers[INPUT].shape)
     stream = _Stream(_batches(data, batch_size), device)
@@ -166,20 +168,20 @@ def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: 
                 raise ValueError(f"wrong input shape: the network expects "
                                  f"[B, {', '.join(map(str, shape))}], got {list(x.shape)}")
             _run_rows(network, layers, readout, stream, to_conv_layout(x).clone(), y, idx,
-                      max_timesteps, threshold, refill, compact_fraction,
-                      (preds, labels, steps, spikes), device)
-    order = sorted(preds)
-    cat = lambda d: torch.stack([d[i] for i in order]).cpu()  # noqa: E731
-    return ExitRun(cat(preds), cat(labels), cat(steps),
-                   {name: cat(v) for name, v in spikes.items()},
+                      max_timesteps, threshold, refill, compact_fraction, out, device)
+    if not out["idx"]:
+        raise ValueError("the data set is empty; expected at least one sample")
+    order = torch.cat(out["idx"]).argsort()
+    cat = lambda key: torch.cat(out[key])[order]  # noqa: E731
+    return ExitRun(cat("pred"), cat("label"), cat("step"), {name: cat(name) for name in layers},
                    {name: network.layers[name].n for name in layers}, float(threshold),
                    max_timesteps, time.perf_counter() - t0)
 
 
 def _run_rows(network, layers, readout, stream, x, y, idx, max_timesteps, threshold, refill,
               compact_fraction, out, device) -> None:
-    """Run one batch of rows until every row (and every refill) has exited."""
-    preds, labels, steps, spikes = out
+    """Run one batch of rows until every row (and every refill) has exited; append what the
+    exited samples leave to the lists in ``out``."""
     b = x.shape[0]
     network.reset_state_variables()
     alive = torch.ones(b, dtype=torch.bool, device=device)
@@ -197,13 +199,9 @@ def _run_rows(network, layers, readout, stream, x, y, idx, max_timesteps, thresh
         if not done.any():
             continue
         rows = done.nonzero().flatten()
-        finished = {"pred": arg[rows].cpu(), "label": y[rows].cpu(), "step": t_row[rows].cpu(),
-                    **{name: counts[name][rows].cpu() for name in layers}}  # copies
-        for j, i in enumerate(idx[rows].tolist()):
-            preds[i], labels[i], steps[i] = (finished["pred"][j], finished["label"][j],
-                                             finished["step"][j])
-            for name in layers:
-                spikes[name][i] = finished[name][j]
+        for key, value in (("idx", idx), ("pred", arg), ("label", y), ("step", t_row),
+                           *counts.items()):
+            out[key].append(value[rows].cpu())  # indexing copies: later refills cannot alter it
         alive &= ~done
         new_x, new_y, new_idx = stream.pull(len(rows)) if refill else (torch.empty(0),) * 3
         k = new_x.shape[0]
@@ -217,8 +215,7 @@ def _run_rows(network, layers, readout, stream, x, y, idx, max_timesteps, thresh
             for name in layers:
                 counts[name][rows[:k]] = 0
             alive |= fill
-        finished = int((~alive).sum())
-        if alive.any() and finished >= max(1.0, compact_fraction * alive.numel()):
+        if alive.any() and int((~alive).sum()) >= max(1.0, compact_fraction * alive.numel()):
             compact(network, alive)
             x, y, idx, t_row = to_conv_layout(x[alive]), y[alive], idx[alive], t_row[alive]
             counts = {name: c[alive] for name, c in counts.items()}
