@@ -15,8 +15,11 @@ Each case runs ``--repeats`` times, interleaved; the best time is kept. Peak mem
 largest resident-set growth seen during the case (sampled from /proc every 2 ms).
 Never time this while anything else runs on the machine.
 
-    python -m benchmarks.simulation_speed                       # ~6 min on 2 CPU cores
-    python -m benchmarks.simulation_speed --models vgg_small --timesteps 32 --repeats 1
+    python -m benchmarks.simulation_speed --models vgg_small --timesteps 32 128   # ~1 min
+    python -m benchmarks.simulation_speed --models vgg15 --timesteps 32 --repeats 1   # ~1.5 min
+    python -m benchmarks.simulation_speed --models vgg15 --timesteps 128 --repeats 1  # ~5 min
+
+(2 CPU cores; the default, both models at both T with 2 repeats, takes ~15 min.)
 """
 
 from __future__ import annotations
