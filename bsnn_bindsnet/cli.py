@@ -279,8 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    status = 1
     try:
-        return _COMMANDS[args.command](args)
+        status = _COMMANDS[args.command](args)
+        return status
     except _USER_ERRORS as err:
         print(f"bsnn {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -288,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "; the last completed epoch is saved (--resume)" if args.command == "train" else ""
         print(f"bsnn {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
+    finally:
+        if "bsnn_bindsnet.distributed" in sys.modules:  # only a command that used it
+            sys.modules["bsnn_bindsnet.distributed"].finish(ok=status == 0)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,16 @@ def init(device: str = "cpu") -> tuple[int, int]:
     return rank, size
 
 
+def finish(ok: bool = True) -> None:
+    """Leave the process group, if one was joined. Every rank waits for the others first
+    (``ok``), so none exits while a peer still talks to it; a process that exits with gloo's
+    threads alive aborts (``terminate called without an active exception``)."""
+    if dist.is_available() and dist.is_initialized():
+        if ok:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(n: int, rank: int, size: int) -> range:
     """Contiguous share of ``n`` items for ``rank`` of ``size`` (sizes differ by at most 1)."""
     if not 0 <= rank < size:

@@ -9,6 +9,11 @@ import torch
 from bsnn_bindsnet.distributed import epoch_shard, merge, shard, simulate_sharded
 
 
+def _failure(stderr: str) -> str:
+    """A child's own error comes before torchrun's long summary: keep both ends."""
+    return stderr if len(stderr) <= 4000 else stderr[:2500] + "\n...\n" + stderr[-1500:]
+
+
 def test_shard_is_contiguous_and_covers_everything():
     assert [list(shard(7, r, 3)) for r in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
     assert list(shard(1, 1, 2)) == []
@@ -66,7 +71,7 @@ def test_bsnn_simulate_on_two_processes_equals_one(plan, tmp_path):
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc-per-node", "2", *base, "--out", str(tmp_path / "two")],
                          env=env, capture_output=True, text=True)
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, _failure(two.stderr)
     one = json.loads((tmp_path / "one" / "simulation.json").read_text())
     both = json.loads((tmp_path / "two" / "simulation.json").read_text())
     assert both["processes"] == 2 and one["processes"] == 1
@@ -93,10 +98,23 @@ def test_bsnn_train_on_two_processes(tmp_path):
                            "--preset", "digits-fp", "--epochs", "2", "--train-subset", "256",
                            "--out", str(out), "--no-progress"],
                           env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, _failure(proc.stderr)
     assert proc.stdout.count("digits-fp: test accuracy") == 1  # rank 0 reports
     assert json.loads((out / "config.json").read_text())["processes"] == 2
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["epoch"] for r in metrics] == [1, 2]
     test = make_loader(load_dataset("digits", "test"), batch_size=256, shuffle=False)
     assert evaluate(load_model(out / "model.pt"), test).acc == pytest.approx(metrics[-1]["test_acc"])
+
+
+def test_finish_leaves_the_process_group(tmp_path):
+    import torch.distributed as dist
+
+    from bsnn_bindsnet.distributed import finish
+
+    finish()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    assert dist.is_initialized()
+    finish()
+    assert not dist.is_initialized()
