@@ -181,7 +181,9 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--mode", choices=("one-step", "delayed"), default="one-step",
                    help="propagate through all layers each step, or BindsNET's per-layer delay")
-    p.add_argument("--encoding", choices=("current", "poisson"), default="current")
+    p.add_argument("--encoding", choices=("current", "poisson", "poisson-intensity"),
+                   help="input coding; defaults to the one recorded at conversion (a direct-"
+                   "trained model's own Poisson coding), else current")
     p.add_argument("--dataset", help="defaults to the dataset recorded at conversion")
     p.add_argument("--split", default="test", choices=("train", "calib", "test"))
     p.add_argument("--limit", type=int, help="only the first N samples")
@@ -211,9 +213,10 @@ def _run_simulate(args: argparse.Namespace) -> int:
     data = load_dataset(dataset, args.split, data_root=args.data_root)
     if args.limit:
         data = Subset(data, range(min(args.limit, len(data))))
+    encoding = args.encoding or plan.info.get("encoding", "current")
     # under torchrun each rank simulates a shard; rank 0 writes the merged result
     result = simulate_sharded(build_network(plan), data, args.timesteps,
-                              one_step=args.mode == "one-step", encoding=args.encoding,
+                              one_step=args.mode == "one-step", encoding=encoding,
                               batch_size=args.batch_size, device=args.device,
                               generator=torch.Generator().manual_seed(args.seed),
                               progress=args.progress and world()[0] == 0)
@@ -229,7 +232,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     atomic_write_json(summary, out / "simulation.json")
     write_accuracy_csv({name: result.accuracy}, out / "accuracy.csv")
     plot_accuracy({name: result.accuracy}, out / "accuracy.png", ann=ann,
-                  title=f"{dataset} ({summary['mode']}, {args.encoding})")
+                  title=f"{dataset} ({summary['mode']}, {encoding})")
     print(accuracy_table({name: result.accuracy}, ann))
     print(f"mode: {summary['mode']}; {result.n} samples in {result.seconds:.1f} s; "
           f"results in {out}/")

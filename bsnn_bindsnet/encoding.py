@@ -7,6 +7,8 @@ from torch import Tensor
 
 from bsnn_bindsnet.functional import to_conv_layout
 
+ENCODINGS = ("current", "poisson", "poisson-intensity")
+
 
 def _over_time(x: Tensor, timesteps: int) -> Tensor:
     """A fresh ``[T, *x.shape]`` tensor whose ``[t]`` slices are in ``x``'s conv layout."""
@@ -45,11 +47,33 @@ def poisson_signed(x: Tensor, timesteps: int, *,
     return out.mul_((torch.sign(x) * c).unsqueeze(0))
 
 
+def poisson_intensity(x: Tensor, timesteps: int, *,
+                      generator: torch.Generator | None = None) -> Tensor:
+    r"""Classic rate coding of intensities: binary spikes, no negative ones.
+
+    Each sample is rescaled to :math:`[0, 1]` by its own minimum and maximum,
+    :math:`r = (x - \min x) / (\max x - \min x)` (a constant sample gives 0), and every step
+    a pixel spikes (1) with probability :math:`r`. For images normalized by a dataset mean
+    and std this recovers the raw intensity up to contrast (the background stays silent,
+    where :func:`poisson_signed` makes it emit negative spikes).
+    """
+    flat = x.flatten(1)
+    view = (-1, *([1] * (x.dim() - 1)))
+    lo = flat.amin(1).view(view)
+    span = (flat.amax(1).view(view) - lo).clamp(min=1e-12)
+    out = _over_time(x, timesteps)
+    out.copy_(((x - lo) / span).unsqueeze(0).expand(timesteps, *x.shape))
+    return torch.bernoulli(out, generator=generator, out=out)
+
+
 def encode(x: Tensor, timesteps: int, *, encoding: str = "current",
            generator: torch.Generator | None = None) -> Tensor:
-    """Dispatch to :func:`constant_current` or :func:`poisson_signed`."""
+    """Dispatch on ``encoding``, one of :data:`ENCODINGS`: :func:`constant_current`,
+    :func:`poisson_signed` (``"poisson"``) or :func:`poisson_intensity`."""
     if encoding == "current":
         return constant_current(x, timesteps)
     if encoding == "poisson":
         return poisson_signed(x, timesteps, generator=generator)
-    raise ValueError(f"unknown encoding {encoding!r}; expected 'current' or 'poisson'")
+    if encoding == "poisson-intensity":
+        return poisson_intensity(x, timesteps, generator=generator)
+    raise ValueError(f"unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}")

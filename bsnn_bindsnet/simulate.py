@@ -24,9 +24,7 @@ import torch
 from torch import Tensor
 
 from bsnn_bindsnet.convert import INPUT, READOUT
-from bsnn_bindsnet.encoding import encode
-
-ENCODINGS = ("current", "poisson")
+from bsnn_bindsnet.encoding import ENCODINGS, encode
 
 
 class SpikeCounter:
@@ -194,8 +192,8 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         timesteps: Steps per sample.
         one_step: Propagate through all layers within a step (default) or BindsNET's
             delayed mode.
-        encoding: ``"current"`` (the analog input every step) or ``"poisson"`` (see
-            :func:`~bsnn_bindsnet.encoding.encode`).
+        encoding: ``"current"`` (the analog input every step), ``"poisson"`` (signed) or
+            ``"poisson-intensity"`` (see :func:`~bsnn_bindsnet.encoding.encode`).
         generator: RNG for Poisson coding.
         per_neuron: Also keep per-neuron spike totals (for IFR maps).
         per_sample: Also keep ``[T, N]`` per-sample traces (predictions, confidence, spikes).

@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     plan = network.bsnn_plan
     T = model.timesteps
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
-    result = simulate(network, test, T, encoding="poisson", generator=gen,
+    result = simulate(network, test, T, encoding=model.coding, generator=gen,
                       batch_size=cfg.batch_size, device=cfg.device, per_neuron=True)
     agree = sum(int(a == b) for a, b in zip(result.predictions.tolist(), preds_torch))
     ifr = result.firing_rates()
@@ -129,14 +129,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     rows = row_activations(plan, {k: v.cpu() for k, v in result.neuron_spikes.items()},
                            result.n)
     npz, manifest = export_imc(plan, cfg.out_dir / "imc")
-    results = {"timesteps": T, "n": result.n, "accuracy_pytorch": acc_torch,
+    results = {"timesteps": T, "coding": model.coding, "n": result.n,
+               "accuracy_pytorch": acc_torch,
                "accuracy_bindsnet": result.accuracy[-1], "accuracy_per_step": result.accuracy,
                "prediction_agreement": agree / result.n, "ifr": ifr,
                "normalized_ops": normalized_ops(layer_ops(plan), ifr, timesteps=T),
                "xnor_max_error": xnor_errors, "row_activations": rows,
                "imc_export": [str(npz), str(manifest)], "seconds": result.seconds}
     write_results(cfg.out_dir, asdict(cfg), results)
-    print(f"\n{cfg.dataset}, {result.n} test samples, T={T}, Poisson input (seed {cfg.seed})\n")
+    print(f"\n{cfg.dataset}, {result.n} test samples, T={T}, {model.coding} input "
+          f"(seed {cfg.seed})\n")
     print(f"accuracy: PyTorch {100 * acc_torch:.2f} %, BindsNET {100 * result.accuracy[-1]:.2f} "
           f"% (same predictions on {100 * agree / result.n:.2f} % of samples)")
     print(f"normalized #OPS (hidden layers, 1.0 = one ANN pass): "

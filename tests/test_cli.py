@@ -101,7 +101,7 @@ def test_direct_route_train_convert_simulate(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out.split("digits-direct: test accuracy")[1]
                          .split("\n", 1)[1])
     assert printed["layers"][-1] == "readout" and len(printed["thresholds"]["block2"]) == 16
-    assert main(["simulate", str(net), "--timesteps", "8", "--encoding", "poisson",
-                 "--limit", "32", "--out", str(tmp_path / "sim"), "--no-progress"]) == 0
+    # no --encoding: the model's own Poisson coding, recorded at conversion
+    assert main(["simulate", str(net), "--timesteps", "8", "--limit", "32", "--out", str(tmp_path / "sim"), "--no-progress"]) == 0
     sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
-    assert sim["encoding"] == "poisson" and sim["conversion"]["route"] == "direct"
+    assert sim["encoding"] == "poisson-intensity" and sim["conversion"]["route"] == "direct"

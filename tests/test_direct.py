@@ -57,10 +57,10 @@ def test_fold_batchnorm_by_hand():
         fold_batchnorm(torch.tensor([0.5]), _bn(0.0, 0.5, 1.0, 4.0), 1.0)
 
 
-def _random_bn_model(seed=0):
+def _random_bn_model(seed=0, coding="poisson"):
     torch.manual_seed(seed)
     model = DirectBSNN(("c8p", "c8", "c8r", "f16r"), input_shape=(1, 8, 8), num_classes=5,
-                       timesteps=6, residual_factor=0.5)
+                       timesteps=6, residual_factor=0.5, coding=coding)
     for bn in model.norms:  # non-trivial statistics, some negative gammas
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
@@ -80,11 +80,14 @@ def _bindsnet_steps(network, spikes):
     return {k: torch.stack(v) for k, v in out.items()}, network.layers["readout"].v.flatten(1)
 
 
-def test_exported_network_reproduces_every_spike_and_the_readout():
-    model = _random_bn_model()
+@pytest.mark.parametrize("coding", ["poisson", "poisson-intensity"])
+def test_exported_network_reproduces_every_spike_and_the_readout(coding):
+    model = _random_bn_model(coding=coding)
     assert any((bn.weight < 0).any() for bn in model.norms)
     x = torch.randn(9, 1, 8, 8)
     spikes = model.encode(x, torch.Generator().manual_seed(3))
+    assert (spikes < 0).any() == (coding == "poisson")  # intensity coding: 0/1 spikes
+    assert direct_to_plan(model).info["encoding"] == coding  # what `bsnn simulate` will use
     with torch.no_grad():
         logits, outs = model.run(spikes)
     assert all(o.sum() > 0 for o in outs)  # every layer is active: the test has teeth
@@ -109,6 +112,11 @@ def test_plan_has_binary_integer_macs_folded_thresholds_and_round_trips(tmp_path
     loaded = load_plan(save_plan(plan, tmp_path / "direct.pt"))
     assert loaded.layers[2].residual["source"] == "block1"
     torch.testing.assert_close(loaded.layers[1].thresh, plan.layers[1].thresh)
+
+
+def test_unknown_input_coding_is_refused():
+    with pytest.raises(ValueError, match="coding must be one of poisson, poisson-intensity"):
+        DirectBSNN(("c8",), input_shape=(1, 8, 8), coding="latency")
 
 
 def test_direct_to_plan_rejects_an_ann():

@@ -1,11 +1,12 @@
-"""Hand-computed checks of the input encoders (constant current, signed Poisson rate code)."""
+"""Hand-computed checks of the input encoders (constant current, signed and intensity Poisson
+rate codes)."""
 
 import math
 
 import pytest
 import torch
 
-from bsnn_bindsnet.encoding import constant_current, encode, poisson_signed
+from bsnn_bindsnet.encoding import constant_current, encode, poisson_intensity, poisson_signed
 
 
 @pytest.fixture
@@ -104,3 +105,28 @@ def test_encode_dispatches_and_rejects_unknown_codings(x):
                        poisson_signed(x, 3, generator=g2))
     with pytest.raises(ValueError, match="unknown encoding"):
         encode(x, 3, encoding="rank-order")
+
+
+def test_poisson_intensity_rates_are_the_min_max_scaled_sample():
+    # sample 0: min -0.25, span 1.25 -> rates [0.6, 0, 0.2, 1]; sample 1: min -0.4, span 0.6
+    # -> rates [1, 5/6, 0, 2/3]
+    x = torch.tensor([[0.5, -0.25, 0.0, 1.0], [0.2, 0.1, -0.4, 0.0]])
+    steps = 20000
+    out = poisson_intensity(x, steps, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (steps, 2, 4)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+    expected = torch.tensor([[0.6, 0.0, 0.2, 1.0], [1.0, 5 / 6, 0.0, 2 / 3]])
+    # binomial std of a mean over 20000 steps is at most 0.0036: 5 sigma
+    torch.testing.assert_close(out.mean(0), expected, rtol=0, atol=0.018)
+    assert out[:, 0, 1].sum() == 0 and out[:, 1, 2].sum() == 0  # the minimum never spikes
+    assert out[:, 0, 3].all() and out[:, 1, 0].all()  # the maximum spikes every step
+
+
+def test_poisson_intensity_constant_sample_is_silent_and_dispatch_works():
+    out = poisson_intensity(torch.full((1, 1, 2, 2), 0.7), 5,
+                            generator=torch.Generator().manual_seed(0))
+    assert out.shape == (5, 1, 1, 2, 2) and out.sum() == 0
+    x = torch.randn(3, 2, 4, 4)
+    a = encode(x, 4, encoding="poisson-intensity", generator=torch.Generator().manual_seed(1))
+    b = poisson_intensity(x, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)

@@ -133,7 +133,7 @@ PRESETS: dict[str, Preset] = {
 # Direct training (XNOR-BSNN): surrogate gradients through T = 8 Poisson steps. The paper
 # gives no optimiser; these are ours.
 _DIRECT_CIFAR = Recipe("adam", 1e-3, 64, 100, weight_decay=0.0, milestones=(51, 76))
-_DIRECT_FMNIST = Recipe("adam", 1e-3, 128, 3, weight_decay=0.0, milestones=(3,))
+_DIRECT_FMNIST = Recipe("adam", 1e-3, 128, 12, weight_decay=0.0, milestones=(8, 11))
 _DIRECT_DIGITS = Recipe("adam", 2e-3, 64, 8, weight_decay=0.0, milestones=(6,))
 
 PRESETS.update({
@@ -143,11 +143,13 @@ PRESETS.update({
         description="XNOR-BSNN, VGG-11 residual schedule, T=8 (paper setting, GPU)"),
     "fmnist-direct": Preset(
         "fashion-mnist", "direct_bsnn", "bwn", _DIRECT_FMNIST, route="direct",
-        model_kwargs={"blocks": FMNIST_RESIDUAL},
-        description="XNOR-BSNN, 7 blocks with residual inputs, T=8 (CPU)"),
+        model_kwargs={"blocks": FMNIST_RESIDUAL, "coding": "poisson-intensity"},
+        description="XNOR-BSNN, 7 blocks with residual inputs, T=8, intensity-coded input "
+                    "(CPU)"),
     "digits-direct": Preset(
         "digits", "direct_bsnn", "bwn", _DIRECT_DIGITS, route="direct",
-        model_kwargs={"blocks": DIGITS_RESIDUAL}, description="XNOR-BSNN, tiny, T=8 (seconds)"),
+        model_kwargs={"blocks": DIGITS_RESIDUAL, "coding": "poisson-intensity"},
+        description="XNOR-BSNN, tiny, T=8 (seconds)"),
 })
 
 

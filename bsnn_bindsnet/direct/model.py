@@ -34,10 +34,10 @@ from torch import Tensor, nn
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
 from bsnn_bindsnet.direct.architectures import FMNIST_RESIDUAL
 from bsnn_bindsnet.direct.surrogate import if_sequence
-from bsnn_bindsnet.encoding import poisson_signed
+from bsnn_bindsnet.encoding import encode
 
 _CODE = re.compile(r"^([cf])(\d+)(p?)(r?)$")
-
+CODINGS = ("poisson", "poisson-intensity")
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,21 @@ class DirectBSNN(nn.Module):
         theta: IF threshold of every hidden neuron (before BN folding).
         affine: Batch-norm with a learned scale and shift (the paper's has none).
         quant: ``"bwn"`` (binary hidden weights, the XNOR-BSNN) or ``"fp"`` (an ablation).
+        coding: Input rate coding: ``"poisson"`` (signed spikes of the normalized input,
+            :func:`~bsnn_bindsnet.encoding.poisson_signed`) or ``"poisson-intensity"``
+            (0/1 spikes of the min-max scaled intensity,
+            :func:`~bsnn_bindsnet.encoding.poisson_intensity`).
     """
 
     def __init__(self, blocks: Sequence[str] = FMNIST_RESIDUAL, *,
                  input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
                  timesteps: int = 8, residual_factor: float = 0.5, theta: float = 1.0,
-                 affine: bool = True, quant: str = "bwn") -> None:
+                 affine: bool = True, quant: str = "bwn", coding: str = "poisson") -> None:
         super().__init__()
         if quant not in ("bwn", "fp"):
             raise ValueError(f"quant must be 'bwn' or 'fp' for a direct B-SNN, got {quant!r}")
+        if coding not in CODINGS:
+            raise ValueError(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
         self.codes = tuple(blocks)
@@ -95,6 +101,7 @@ class DirectBSNN(nn.Module):
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes, self.timesteps = num_classes, timesteps
         self.residual_factor, self.theta, self.quant = residual_factor, theta, quant
+        self.coding = coding
         self.synapses, self.norms, self.pools = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         self.shapes = [self.input_shape]  # spike shape after each block (0 = the input)
         for i, block in enumerate(self.blocks, start=1):
@@ -131,11 +138,11 @@ class DirectBSNN(nn.Module):
         self.shapes.append(shape)
 
     def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Poisson (signed, unbiased) spikes ``[T, B, *input_shape]`` of analog input ``x``."""
+        """Poisson spikes ``[T, B, *input_shape]`` of analog input ``x`` (``self.coding``)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"input of shape {tuple(x.shape)}; expected [B, "
                              f"{', '.join(map(str, self.input_shape))}]")
-        return poisson_signed(x, self.timesteps, generator=generator).contiguous()
+        return encode(x, self.timesteps, encoding=self.coding, generator=generator).contiguous()
 
     def run(self, spikes: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Run on input spikes ``[T, B, *input_shape]``; returns the readout potential
