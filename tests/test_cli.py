@@ -17,6 +17,15 @@ def test_help_imports_neither_torch_nor_bindsnet_nor_matplotlib(argv):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_simulate_offers_every_encoding_of_the_library():
+    from bsnn_bindsnet.cli import build_parser
+    from bsnn_bindsnet.encoding import ENCODINGS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    enc = next(a for a in sub.choices["simulate"]._actions if a.dest == "encoding")
+    assert tuple(enc.choices) == ENCODINGS and enc.default is None
+
+
 def test_package_attribute_is_lazy():
     import bsnn_bindsnet
 

@@ -110,7 +110,7 @@ def direct_to_plan(model: nn.Module) -> BSNNPlan:
     return BSNNPlan(model.input_shape, layers, reset="subtract", v_init="zero",
                     info={"route": "direct", "timesteps": model.timesteps,
                           "residual_factor": model.residual_factor, "theta": model.theta,
-                          "encoding": getattr(model, "coding", "poisson"), "blocks": list(model.codes)})
+                          "encoding": model.coding, "blocks": list(model.codes)})
 
 
 def direct_to_bsnn(model: nn.Module) -> Any:
