@@ -23,6 +23,8 @@ def test_if_sequence_soft_reset_by_hand():
     current = torch.tensor([[0.6], [0.6], [0.6], [1.5], [0.0]])
     # u: 0.6, 1.2 -> spike, 0.2; 0.8; 2.3 -> spike, 1.3; 1.3 -> spike, 0.3
     assert if_sequence(current, 1.0).flatten().tolist() == [0, 1, 0, 1, 1]
+    # from u0 = 0.5: 1.1 -> spike, 0.1; 0.7; 1.3 -> spike, 0.3; 1.8 -> spike, 0.8; 0.8
+    assert if_sequence(current, 1.0, 0.5).flatten().tolist() == [1, 0, 1, 1, 0]
 
 
 def test_parse_blocks_and_shape_errors():
@@ -57,10 +59,10 @@ def test_fold_batchnorm_by_hand():
         fold_batchnorm(torch.tensor([0.5]), _bn(0.0, 0.5, 1.0, 4.0), 1.0)
 
 
-def _random_bn_model(seed=0, coding="poisson"):
+def _random_bn_model(seed=0, coding="poisson", v_init="zero"):
     torch.manual_seed(seed)
     model = DirectBSNN(("c8p", "c8", "c8r", "f16r"), input_shape=(1, 8, 8), num_classes=5,
-                       timesteps=6, residual_factor=0.5, coding=coding)
+                       timesteps=6, residual_factor=0.5, coding=coding, v_init=v_init)
     for bn in model.norms:  # non-trivial statistics, some negative gammas
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
@@ -80,14 +82,17 @@ def _bindsnet_steps(network, spikes):
     return {k: torch.stack(v) for k, v in out.items()}, network.layers["readout"].v.flatten(1)
 
 
-@pytest.mark.parametrize("coding", ["poisson", "poisson-intensity"])
-def test_exported_network_reproduces_every_spike_and_the_readout(coding):
-    model = _random_bn_model(coding=coding)
+@pytest.mark.parametrize(("coding", "v_init"), [("poisson", "zero"),
+                                               ("poisson-intensity", "zero"),
+                                               ("poisson-intensity", "half")])
+def test_exported_network_reproduces_every_spike_and_the_readout(coding, v_init):
+    model = _random_bn_model(coding=coding, v_init=v_init)
     assert any((bn.weight < 0).any() for bn in model.norms)
     x = torch.randn(9, 1, 8, 8)
     spikes = model.encode(x, torch.Generator().manual_seed(3))
     assert (spikes < 0).any() == (coding == "poisson")  # intensity coding: 0/1 spikes
-    assert direct_to_plan(model).info["encoding"] == coding  # what `bsnn simulate` will use
+    plan = direct_to_plan(model)
+    assert plan.info["encoding"] == coding and plan.v_init == v_init  # `bsnn simulate` uses
     with torch.no_grad():
         logits, outs = model.run(spikes)
     assert all(o.sum() > 0 for o in outs)  # every layer is active: the test has teeth
@@ -114,9 +119,11 @@ def test_plan_has_binary_integer_macs_folded_thresholds_and_round_trips(tmp_path
     torch.testing.assert_close(loaded.layers[1].thresh, plan.layers[1].thresh)
 
 
-def test_unknown_input_coding_is_refused():
+def test_unknown_input_coding_or_initial_potential_is_refused():
     with pytest.raises(ValueError, match="coding must be one of poisson, poisson-intensity"):
         DirectBSNN(("c8",), input_shape=(1, 8, 8), coding="latency")
+    with pytest.raises(ValueError, match="v_init must be 'zero' or 'half', got 'one'"):
+        DirectBSNN(("c8",), input_shape=(1, 8, 8), v_init="one")
 
 
 def test_direct_to_plan_rejects_an_ann():

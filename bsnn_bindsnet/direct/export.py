@@ -80,7 +80,7 @@ def _synapse(module: nn.Module, flip: Tensor, bias: Tensor | None, pool: nn.Modu
 
 def direct_to_plan(model: nn.Module) -> BSNNPlan:
     """The folded plan of a trained :class:`~bsnn_bindsnet.direct.model.DirectBSNN`: layers
-    ``block1`` ... ``blockN`` (subtractive IF, v(0) = 0, per-channel thresholds) and
+    ``block1`` ... ``blockN`` (subtractive IF, the model's v(0), per-channel thresholds) and
     ``readout``; binary blocks have scale 1 (integer MAC) and the folded bias."""
     from bsnn_bindsnet.direct.model import DirectBSNN
 
@@ -107,7 +107,7 @@ def direct_to_plan(model: nn.Module) -> BSNNPlan:
     readout = {"type": "linear", "binary": False, "bias": None, "pool": None,
                "weight": model.readout.weight.detach().clone()}
     layers.append(LayerSpec(READOUT, "readout", (model.num_classes,), names[-1], readout))
-    return BSNNPlan(model.input_shape, layers, reset="subtract", v_init="zero",
+    return BSNNPlan(model.input_shape, layers, reset="subtract", v_init=model.v_init,
                     info={"route": "direct", "timesteps": model.timesteps,
                           "residual_factor": model.residual_factor, "theta": model.theta,
                           "encoding": model.coding, "blocks": list(model.codes)})

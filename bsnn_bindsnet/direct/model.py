@@ -83,17 +83,23 @@ class DirectBSNN(nn.Module):
             :func:`~bsnn_bindsnet.encoding.poisson_signed`) or ``"poisson-intensity"``
             (0/1 spikes of the min-max scaled intensity,
             :func:`~bsnn_bindsnet.encoding.poisson_intensity`).
+        v_init: Initial membrane potential of the hidden neurons, ``"zero"`` (the paper's)
+            or ``"half"`` (:math:`\theta/2`: a neuron needs half the input to fire first, so
+            spikes cross the layers in fewer steps). Kept by the export.
     """
 
     def __init__(self, blocks: Sequence[str] = FMNIST_RESIDUAL, *,
                  input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
                  timesteps: int = 8, residual_factor: float = 0.5, theta: float = 1.0,
-                 affine: bool = True, quant: str = "bwn", coding: str = "poisson") -> None:
+                 affine: bool = True, quant: str = "bwn", coding: str = "poisson",
+                 v_init: str = "zero") -> None:
         super().__init__()
         if quant not in ("bwn", "fp"):
             raise ValueError(f"quant must be 'bwn' or 'fp' for a direct B-SNN, got {quant!r}")
         if coding not in CODINGS:
             raise ValueError(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
+        if v_init not in ("zero", "half"):
+            raise ValueError(f"v_init must be 'zero' or 'half', got {v_init!r}")
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
         self.codes = tuple(blocks)
@@ -101,7 +107,7 @@ class DirectBSNN(nn.Module):
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes, self.timesteps = num_classes, timesteps
         self.residual_factor, self.theta, self.quant = residual_factor, theta, quant
-        self.coding = coding
+        self.coding, self.v_init = coding, v_init
         self.synapses, self.norms, self.pools = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         self.shapes = [self.input_shape]  # spike shape after each block (0 = the input)
         for i, block in enumerate(self.blocks, start=1):
@@ -156,7 +162,8 @@ class DirectBSNN(nn.Module):
             if block.kind == "linear":
                 src = src.flatten(1)
             current = self.norms[i](self.pools[i](self.synapses[i](src)))
-            o = if_sequence(current.view(t, b, *current.shape[1:]), self.theta)
+            v0 = 0.5 * self.theta if self.v_init == "half" else 0.0
+            o = if_sequence(current.view(t, b, *current.shape[1:]), self.theta, v0)
             outs.append(o.reshape(t * b, *o.shape[2:]))
         logits = self.readout(outs[-1].flatten(1)).view(t, b, -1).sum(0)
         return logits, [o.view(t, b, *o.shape[1:]) for o in outs[1:]]

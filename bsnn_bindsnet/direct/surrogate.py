@@ -37,11 +37,11 @@ def spike(u: Tensor, theta: float = 1.0) -> Tensor:
     return _Spike.apply(u, theta)
 
 
-def if_sequence(current: Tensor, theta: float = 1.0) -> Tensor:
-    r"""IF neurons with soft reset over ``[T, B, ...]`` input currents, from :math:`u = 0`:
-    :math:`u_t = u_{t-1} + x_t`, :math:`o_t = H(u_t - \theta)`, :math:`u_t \mathrel{-}=
-    \theta o_t`. Returns the ``[T, B, ...]`` spikes."""
-    u = torch.zeros_like(current[0])
+def if_sequence(current: Tensor, theta: float = 1.0, v0: float = 0.0) -> Tensor:
+    r"""IF neurons with soft reset over ``[T, B, ...]`` input currents, from :math:`u_0 =`
+    ``v0``: :math:`u_t = u_{t-1} + x_t`, :math:`o_t = H(u_t - \theta)`, :math:`u_t
+    \mathrel{-}= \theta o_t`. Returns the ``[T, B, ...]`` spikes."""
+    u = torch.full_like(current[0], v0)
     out = []
     for x in current:
         u = u + x
