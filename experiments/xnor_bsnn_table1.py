@@ -133,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "accuracy_pytorch": acc_torch,
                "accuracy_bindsnet": result.accuracy[-1], "accuracy_per_step": result.accuracy,
                "prediction_agreement": agree / result.n, "ifr": ifr,
+               "ifr_per_step": result.rates_per_step(),
                "normalized_ops": normalized_ops(layer_ops(plan), ifr, timesteps=T),
                "xnor_max_error": xnor_errors, "row_activations": rows,
                "imc_export": [str(npz), str(manifest)], "seconds": result.seconds}
@@ -145,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
           f"{results['normalized_ops']:.3f}")
     print("IFR (spikes per neuron over T): "
           + ", ".join(f"{k} {v:.3f}" for k, v in ifr.items()))
+    print("spikes per neuron at steps 1..T:")
+    for k, rates in results["ifr_per_step"].items():
+        print(f"  {k}: " + " ".join(f"{r:.3f}" for r in rates))
     print(f"XNOR array vs float MAC, max |error| per binary layer: {xnor_errors}")
     print("\n| synapse | BNN row activations | B-SNN row activations | ratio |\n|---|---|---|---|")
     for k, r in rows.items():

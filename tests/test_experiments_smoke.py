@@ -81,5 +81,7 @@ def test_xnor_bsnn_smoke_bindsnet_matches_pytorch(tmp_path, runs):
     assert res["prediction_agreement"] == 1.0
     assert res["accuracy_bindsnet"] == res["accuracy_pytorch"] > 0.5
     assert set(res["xnor_max_error"].values()) == {0.0}
+    for name, rates in res["ifr_per_step"].items():  # per-step rates add up to the IFR
+        assert sum(rates) == pytest.approx(res["ifr"][name])
     assert 0 < res["row_activations"]["total"]["ratio"]
     assert (tmp_path / "imc.npz").stat().st_size > 0 and (tmp_path / "imc.json").exists()
