@@ -89,11 +89,12 @@ class _IFNodes(Nodes):
         self.register_buffer("thresh", _threshold_buffer(thresh, self.shape))
         self.register_buffer("v", torch.FloatTensor())
 
+    def _v0(self) -> Tensor:
+        """v(0) in the shape of ``thresh`` (``[C, 1, 1]``, ``[*shape]`` or ``[]``)."""
+        return 0.5 * self.thresh if self.v_init == "half" else torch.zeros_like(self.thresh)
+
     def _init_v(self) -> None:
-        if self.v_init == "half":
-            self.v.copy_(0.5 * self.thresh)  # broadcasts [C, 1, 1] or [] to [B, *shape]
-        else:
-            self.v.zero_()
+        self.v.copy_(self._v0())  # broadcasts to [B, *shape]
 
     def set_batch_size(self, batch_size: int) -> None:
         """Allocate ``s`` (in ``Nodes``) and ``v`` as ``[batch_size, *shape]``; initialise ``v``."""
@@ -113,8 +114,7 @@ class _IFNodes(Nodes):
         samples keep their state (early exit refills finished rows with new samples)."""
         self.s[rows] = False
         k = int(rows.sum())
-        init = 0.5 * self.thresh if self.v_init == "half" else torch.zeros_like(self.thresh)
-        self.v[rows] = torch.broadcast_to(init, (k, *self.shape)).to(self.v.dtype)
+        self.v[rows] = torch.broadcast_to(self._v0(), (k, *self.shape)).to(self.v.dtype)
 
     def extra_repr(self) -> str:
         th = tuple(self.thresh.shape)

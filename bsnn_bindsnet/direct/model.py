@@ -155,6 +155,7 @@ class DirectBSNN(nn.Module):
         :math:`u^{T,L}` ``[B, classes]`` and every block's spikes ``[T, B, *shape]``."""
         t, b = spikes.shape[:2]
         outs = [spikes.reshape(t * b, *spikes.shape[2:])]
+        v0 = 0.5 * self.theta if self.v_init == "half" else 0.0
         for i, block in enumerate(self.blocks):
             src = outs[-1]
             if block.residual:
@@ -162,7 +163,6 @@ class DirectBSNN(nn.Module):
             if block.kind == "linear":
                 src = src.flatten(1)
             current = self.norms[i](self.pools[i](self.synapses[i](src)))
-            v0 = 0.5 * self.theta if self.v_init == "half" else 0.0
             o = if_sequence(current.view(t, b, *current.shape[1:]), self.theta, v0)
             outs.append(o.reshape(t * b, *o.shape[2:]))
         logits = self.readout(outs[-1].flatten(1)).view(t, b, -1).sum(0)
