@@ -33,6 +33,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool", metavar="PLACEMENT",
                    help="pooling placement: avg-before, avg-after, max-before or max-after "
                         "(the ReLU); default: the preset's (avg-before)")
+    p.add_argument("--blocks", nargs="+", metavar="CODE",
+                   help="direct route: block codes, e.g. c32p c32 c32pr f256r (default: the "
+                        "preset's)")
+    p.add_argument("--coding", choices=("current", "poisson", "poisson-intensity"),
+                   help="direct route: input coding (default: the preset's)")
+    p.add_argument("--v-init", choices=("zero", "half"),
+                   help="direct route: initial membrane potential 0 or theta/2 (default: "
+                        "the preset's, zero)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -67,8 +75,9 @@ def _run_train(args: argparse.Namespace) -> int:
                          f"preset; expected one of {fitting}")
 
     cfg = RunConfig(preset=args.preset, out_dir=args.out, seed=args.seed, quant=args.quant,
-                    pool=args.pool, init_from=args.init_from, epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size,
+                    pool=args.pool, blocks=tuple(args.blocks) if args.blocks else None,
+                    coding=args.coding, v_init=args.v_init, init_from=args.init_from,
+                    epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                     betas=tuple(args.betas) if args.betas else None,
                     train_subset=args.train_subset, data_root=args.data_root,
                     download=args.download, device=args.device, num_workers=args.num_workers,

@@ -1,5 +1,5 @@
-"""XNOR-BSNN Table I: a B-SNN trained directly with surrogate gradients (T = 8, Poisson input,
-batch-norm, residual inputs from layer l-2), folded and run in BindsNET, with its accuracy, IFR
+"""XNOR-BSNN Table I: a B-SNN trained directly with surrogate gradients (T = 8, the model's
+input coding, batch-norm, residual inputs from layer l-2), folded and run in BindsNET, with its accuracy, IFR
 per layer, normalized #OPS, the XNOR-array check of every binary MAC and the crossbar
 row activations against a BNN of the same shape.
 
@@ -7,6 +7,9 @@ Needs the trained ``<prefix>-direct`` run (trained on the spot with ``--smoke``)
 
     bsnn train --preset fmnist-direct --route direct --out results/direct/fmnist-direct
     python -m experiments.xnor_bsnn_table1 --dataset fashion-mnist      # ~3 min on 2 CPU cores
+
+Any other direct run (e.g. trained with ``bsnn train ... --coding current``): ``--model
+RUN/model.pt``.
 
 The paper's setting (CIFAR-100, VGG-11 residual schedule, T = 8) on a GPU:
 
@@ -30,6 +33,7 @@ from experiments.common import preset_prefix, write_results
 class Config:
     dataset: str = "fashion-mnist"
     runs_dir: Path = Path("results/direct")
+    model: Path | None = None
     out_dir: Path = Path("results/xnor_bsnn")
     limit: int | None = None
     batch_size: int = 256
@@ -45,6 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--dataset", default=Config.dataset)
     p.add_argument("--runs-dir", type=Path, help="folder holding <prefix>-direct/model.pt "
                    "(default: results/direct; with --smoke: OUT_DIR/models)")
+    p.add_argument("--model", type=Path, help="a direct run's model.pt (default: "
+                   "RUNS_DIR/<prefix>-direct/model.pt)")
     p.add_argument("--out-dir", type=Path, default=Config.out_dir)
     p.add_argument("--limit", type=int, help="only the first N test samples")
     p.add_argument("--batch-size", type=int, default=Config.batch_size)
@@ -63,6 +69,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 def trained_direct(cfg: Config) -> Path:
+    if cfg.model is not None:
+        if not cfg.model.exists():
+            raise FileNotFoundError(f"--model {cfg.model}: no such file; expected the "
+                                    "model.pt of a `bsnn train --route direct` run")
+        return cfg.model
     prefix = preset_prefix(cfg.dataset)
     path = cfg.runs_dir / f"{prefix}-direct" / "model.pt"
     if path.exists():

@@ -114,3 +114,39 @@ def test_direct_route_train_convert_simulate(tmp_path, capsys):
     assert main(["simulate", str(net), "--timesteps", "8", "--limit", "32", "--out", str(tmp_path / "sim"), "--no-progress"]) == 0
     sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
     assert sim["encoding"] == "poisson-intensity" and sim["conversion"]["route"] == "direct"
+
+
+def test_train_offers_every_input_coding_of_the_direct_model():
+    from bsnn_bindsnet.cli import build_parser
+    from bsnn_bindsnet.direct.model import CODINGS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    coding = next(a for a in sub.choices["train"]._actions if a.dest == "coding")
+    assert tuple(coding.choices) == CODINGS and coding.default is None
+
+
+def test_direct_route_options_reach_the_model_and_the_simulation(tmp_path, capsys):
+    from bsnn_bindsnet.checkpoint import read_model_file
+
+    run, net = tmp_path / "direct", tmp_path / "direct.pt"
+    assert main(["train", "--preset", "digits-direct", "--out", str(run), "--epochs", "1",
+                 "--train-subset", "64", "--no-progress", "--blocks", "c8", "c8", "c8r",
+                 "f16", "--coding", "current", "--v-init", "half"]) == 0
+    kwargs = read_model_file(run / "model.pt")["model_kwargs"]
+    assert (tuple(kwargs["blocks"]), kwargs["coding"], kwargs["v_init"]) == (
+        ("c8", "c8", "c8r", "f16"), "current", "half")
+    assert main(["convert", str(run / "model.pt"), "--out", str(net)]) == 0
+    assert main(["simulate", str(net), "--timesteps", "8", "--limit", "16", "--out",
+                 str(tmp_path / "sim"), "--no-progress"]) == 0
+    sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
+    assert sim["encoding"] == "current" and sim["conversion"]["blocks"] == ["c8", "c8", "c8r",
+                                                                             "f16"]
+    capsys.readouterr()
+
+
+def test_direct_route_options_are_refused_for_an_ann_preset(tmp_path, capsys):
+    assert main(["train", "--preset", "digits-fp", "--out", str(tmp_path / "r"),
+                 "--coding", "current", "--v-init", "half"]) == 2
+    err = capsys.readouterr().err
+    assert "--coding, --v-init: options of a direct-route preset" in err
+    assert "'digits-fp' trains an ANN" in err and not (tmp_path / "r").exists()

@@ -84,13 +84,15 @@ def _bindsnet_steps(network, spikes):
 
 @pytest.mark.parametrize(("coding", "v_init"), [("poisson", "zero"),
                                                ("poisson-intensity", "zero"),
-                                               ("poisson-intensity", "half")])
+                                               ("poisson-intensity", "half"),
+                                               ("current", "zero")])
 def test_exported_network_reproduces_every_spike_and_the_readout(coding, v_init):
     model = _random_bn_model(coding=coding, v_init=v_init)
     assert any((bn.weight < 0).any() for bn in model.norms)
     x = torch.randn(9, 1, 8, 8)
     spikes = model.encode(x, torch.Generator().manual_seed(3))
-    assert (spikes < 0).any() == (coding == "poisson")  # intensity coding: 0/1 spikes
+    assert (spikes < 0).any() == (coding != "poisson-intensity")  # intensity: 0/1 spikes
+    assert (coding == "current") == bool((spikes == spikes[:1]).all())  # constant over T
     plan = direct_to_plan(model)
     assert plan.info["encoding"] == coding and plan.v_init == v_init  # `bsnn simulate` uses
     with torch.no_grad():
@@ -120,7 +122,7 @@ def test_plan_has_binary_integer_macs_folded_thresholds_and_round_trips(tmp_path
 
 
 def test_unknown_input_coding_or_initial_potential_is_refused():
-    with pytest.raises(ValueError, match="coding must be one of poisson, poisson-intensity"):
+    with pytest.raises(ValueError, match="coding must be one of current, poisson, poisson-intensity"):
         DirectBSNN(("c8",), input_shape=(1, 8, 8), coding="latency")
     with pytest.raises(ValueError, match="v_init must be 'zero' or 'half', got 'one'"):
         DirectBSNN(("c8",), input_shape=(1, 8, 8), v_init="one")

@@ -85,3 +85,24 @@ def test_xnor_bsnn_smoke_bindsnet_matches_pytorch(tmp_path, runs):
         assert sum(rates) == pytest.approx(res["ifr"][name])
     assert 0 < res["row_activations"]["total"]["ratio"]
     assert (tmp_path / "imc.npz").stat().st_size > 0 and (tmp_path / "imc.json").exists()
+
+
+def test_xnor_bsnn_on_a_given_current_coded_model(tmp_path):
+    from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from experiments import xnor_bsnn_table1
+
+    run = tmp_path / "run"
+    fit(RunConfig(preset="digits-direct", out_dir=str(run), epochs=2, coding="current",
+                  progress=False))
+    res = xnor_bsnn_table1.main(["--dataset", "digits", "--model", str(run / "model.pt"),
+                                 "--limit", "96", "--out-dir", str(tmp_path / "out")])
+    assert res["coding"] == "current" and res["n"] == 96
+    assert res["prediction_agreement"] == 1.0 and res["accuracy_pytorch"] > 0.5
+    assert set(res["xnor_max_error"].values()) == {0.0}
+
+
+def test_xnor_bsnn_names_a_missing_model(tmp_path):
+    from experiments import xnor_bsnn_table1
+
+    with pytest.raises(FileNotFoundError, match="--model .*nope.pt: no such file"):
+        xnor_bsnn_table1.main(["--dataset", "digits", "--model", str(tmp_path / "nope.pt")])

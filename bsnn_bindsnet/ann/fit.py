@@ -51,6 +51,9 @@ class RunConfig:
     seed: int = 0
     quant: str | None = None
     pool: str | None = None
+    blocks: tuple[str, ...] | None = None
+    coding: str | None = None
+    v_init: str | None = None
     init_from: str | None = None
     epochs: int | None = None
     lr: float | None = None
@@ -80,6 +83,13 @@ def resolve(cfg: RunConfig) -> Preset:
             raise ValueError(f"--pool: model {preset.model!r} has no pooling layers; expected "
                              f"one of {', '.join(POOLED_MODELS)}")
         model_kwargs.update(parse_pool(cfg.pool))
+    direct = {k: v for k, v in (("blocks", cfg.blocks), ("coding", cfg.coding),
+                                ("v_init", cfg.v_init)) if v is not None}
+    if direct and preset.route != "direct":
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in direct)
+        raise ValueError(f"{flags}: options of a direct-route preset (*-direct); preset "
+                         f"{cfg.preset!r} trains an ANN")
+    model_kwargs.update({k: tuple(v) if k == "blocks" else v for k, v in direct.items()})
     return replace(preset, recipe=recipe, quant=quant, hybrid=hybrid, model_kwargs=model_kwargs)
 
 

@@ -8,7 +8,7 @@ Block :math:`l` (1-based) computes, at every step :math:`t`,
 
 the second term only for blocks in the residual schedule; IF neurons with soft reset turn it
 into spikes :math:`o^{t,l}` (:func:`~bsnn_bindsnet.direct.surrogate.if_sequence`). Block 1
-sees the Poisson input and keeps full-precision weights, as does the readout
+sees the coded input (Poisson spikes, or the analog input as a constant current) and keeps full-precision weights, as does the readout
 :math:`u^{T,L} = \sum_t W_L o^{t,L-1}` whose cross-entropy is the loss.
 
 The network is evaluated layer by layer over all steps at once: a block's synapse runs as one
@@ -34,10 +34,10 @@ from torch import Tensor, nn
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
 from bsnn_bindsnet.direct.architectures import FMNIST_RESIDUAL
 from bsnn_bindsnet.direct.surrogate import if_sequence
-from bsnn_bindsnet.encoding import encode
+from bsnn_bindsnet.encoding import ENCODINGS, encode
 
 _CODE = re.compile(r"^([cf])(\d+)(p?)(r?)$")
-CODINGS = ("poisson", "poisson-intensity")
+CODINGS = ENCODINGS
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,13 @@ class DirectBSNN(nn.Module):
         theta: IF threshold of every hidden neuron (before BN folding).
         affine: Batch-norm with a learned scale and shift (the paper's has none).
         quant: ``"bwn"`` (binary hidden weights, the XNOR-BSNN) or ``"fp"`` (an ablation).
-        coding: Input rate coding: ``"poisson"`` (signed spikes of the normalized input,
-            :func:`~bsnn_bindsnet.encoding.poisson_signed`) or ``"poisson-intensity"``
-            (0/1 spikes of the min-max scaled intensity,
-            :func:`~bsnn_bindsnet.encoding.poisson_intensity`).
+        coding: Input coding: ``"poisson"`` (signed spikes of the normalized input,
+            :func:`~bsnn_bindsnet.encoding.poisson_signed`, the paper's),
+            ``"poisson-intensity"`` (0/1 spikes of the min-max scaled intensity,
+            :func:`~bsnn_bindsnet.encoding.poisson_intensity`) or ``"current"`` (the analog
+            input every step, :func:`~bsnn_bindsnet.encoding.constant_current`: the
+            full-precision block 1 is the encoder, and every layer after it still
+            exchanges binary spikes).
         v_init: Initial membrane potential of the hidden neurons, ``"zero"`` (the paper's)
             or ``"half"`` (:math:`\theta/2`: a neuron needs half the input to fire first, so
             spikes cross the layers in fewer steps). Kept by the export.
@@ -144,7 +147,7 @@ class DirectBSNN(nn.Module):
         self.shapes.append(shape)
 
     def encode(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Poisson spikes ``[T, B, *input_shape]`` of analog input ``x`` (``self.coding``)."""
+        """The coded input ``[T, B, *input_shape]`` of analog input ``x`` (``self.coding``)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"input of shape {tuple(x.shape)}; expected [B, "
                              f"{', '.join(map(str, self.input_shape))}]")
