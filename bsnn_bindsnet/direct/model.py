@@ -8,8 +8,9 @@ Block :math:`l` (1-based) computes, at every step :math:`t`,
 
 the second term only for blocks in the residual schedule; IF neurons with soft reset turn it
 into spikes :math:`o^{t,l}` (:func:`~bsnn_bindsnet.direct.surrogate.if_sequence`). Block 1
-sees the coded input (Poisson spikes, or the analog input as a constant current) and keeps full-precision weights, as does the readout
-:math:`u^{T,L} = \sum_t W_L o^{t,L-1}` whose cross-entropy is the loss.
+sees the coded input (Poisson spikes, or the analog input as a constant current) and keeps
+full-precision weights, as does the readout :math:`u^{T,L} = \sum_t W_L o^{t,L-1}` whose
+cross-entropy is the loss.
 
 The network is evaluated layer by layer over all steps at once: a block's synapse runs as one
 batched call on ``[T*B, ...]`` (block :math:`l` at step :math:`t` needs only block
