@@ -1,7 +1,7 @@
 """XNOR-BSNN Table I: a B-SNN trained directly with surrogate gradients (T = 8, the model's
 input coding, batch-norm, residual inputs from layer l-2), folded and run in BindsNET, with
-its accuracy, IFR per layer, normalized #OPS, the XNOR-array check of every binary MAC and the crossbar
-row activations against a BNN of the same shape.
+its accuracy, IFR per layer, normalized #OPS, the XNOR-array check of every binary MAC and
+the crossbar row activations against a BNN of the same shape.
 
 Needs the trained ``<prefix>-direct`` run (trained on the spot with ``--smoke``):
 
