@@ -6,7 +6,7 @@ the crossbar row activations against a BNN of the same shape.
 Needs the trained ``<prefix>-direct`` run (trained on the spot with ``--smoke``):
 
     bsnn train --preset fmnist-direct --route direct --out results/direct/fmnist-direct
-    python -m experiments.xnor_bsnn_table1 --dataset fashion-mnist      # ~3 min on 2 CPU cores
+    python -m experiments.xnor_bsnn_table1 --dataset fashion-mnist      # ~1.2 min, 2 CPU cores
 
 Any other direct run (e.g. trained with ``bsnn train ... --coding current``): ``--model
 RUN/model.pt``.
@@ -89,7 +89,8 @@ def trained_direct(cfg: Config) -> Path:
 
 
 def pytorch_accuracy(model, test, cfg: Config) -> tuple[float, list]:
-    """Accuracy and predictions of the PyTorch model on the same Poisson draws as simulate()."""
+    """Accuracy and predictions of the PyTorch model on the same coded input as simulate()
+    (the same Poisson draws: both use a generator seeded with ``cfg.seed``)."""
     import torch
 
     from bsnn_bindsnet.data import make_loader
