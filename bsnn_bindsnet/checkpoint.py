@@ -117,11 +117,26 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     return blob
 
 
+def _legacy_kwargs(blob: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved kwargs, completed with the values that older files relied on as defaults.
+
+    Direct-route models saved before ``residual_factor`` was recorded were built with the
+    then-default ``f = 0.5``; the default is now the paper's ``f = 1``, so such a file states
+    its ``f`` here instead of silently changing meaning.
+    """
+    kwargs = dict(blob["model_kwargs"])
+    if blob["model"] == "direct_bsnn" and "residual_factor" not in kwargs:
+        from bsnn_bindsnet.direct.model import LEGACY_RESIDUAL_FACTOR
+
+        kwargs["residual_factor"] = LEGACY_RESIDUAL_FACTOR
+    return kwargs
+
+
 def load_model(path: str | os.PathLike, **overrides: Any) -> nn.Module:
     """Rebuild and load the model saved at ``path``; ``overrides`` replace saved kwargs."""
     from bsnn_bindsnet.ann.models import get_model
 
     blob = read_model_file(path)
-    model = get_model(blob["model"], **{**blob["model_kwargs"], **overrides})
+    model = get_model(blob["model"], **{**_legacy_kwargs(blob), **overrides})
     load_state_checked(model, blob["state_dict"], source=str(path))
     return model

@@ -156,3 +156,35 @@ def test_batchnorm_folding_keeps_predictions_of_a_trained_model(tmp_path):
 
     errors = verify_network(network, {k: v.flatten(0, 1) for k, v in steps.items()})
     assert len(errors) == 3 and set(errors.values()) == {0.0}
+
+
+def test_presets_use_the_papers_residual_indicator_f_1():
+    # XNOR-BSNN: "f = 1 implies the presence of the residual connection, otherwise f = 0"
+    from bsnn_bindsnet.ann.recipes import PRESETS
+
+    direct = {k: p for k, p in PRESETS.items() if p.route == "direct"}
+    assert set(direct) == {"cifar100-direct", "fmnist-direct", "digits-direct"}
+    assert all(p.model_kwargs["residual_factor"] == 1.0 for p in direct.values())
+    assert DirectBSNN(("c4", "c4", "c4r"), input_shape=(1, 4, 4)).residual_factor == 1.0
+    with pytest.raises(ValueError, match="residual_factor must be >= 0"):
+        DirectBSNN(("c4",), input_shape=(1, 4, 4), residual_factor=-1.0)
+
+
+def test_a_model_file_without_residual_factor_loads_with_the_f_it_was_trained_with(tmp_path):
+    # files written before residual_factor was recorded were trained with the old default 0.5
+    from bsnn_bindsnet.checkpoint import load_model, save_model
+
+    torch.manual_seed(0)
+    model = DirectBSNN(("c4", "c4", "c4r", "f8"), input_shape=(1, 6, 6), num_classes=3,
+                       timesteps=3, residual_factor=0.5).eval()
+    old = {"blocks": ("c4", "c4", "c4r", "f8"), "input_shape": (1, 6, 6), "num_classes": 3,
+           "timesteps": 3}
+    save_model(model, tmp_path / "old.pt", name="direct_bsnn", model_kwargs=old)
+    loaded = load_model(tmp_path / "old.pt")
+    assert loaded.residual_factor == 0.5
+    x = torch.randn(5, 1, 6, 6)
+    torch.testing.assert_close(loaded.eval()(x, generator=torch.Generator().manual_seed(1)),
+                               model(x, generator=torch.Generator().manual_seed(1)))
+    save_model(model, tmp_path / "new.pt", name="direct_bsnn",
+               model_kwargs={**old, "residual_factor": 1.0})
+    assert load_model(tmp_path / "new.pt").residual_factor == 1.0

@@ -54,6 +54,7 @@ class RunConfig:
     blocks: tuple[str, ...] | None = None
     coding: str | None = None
     v_init: str | None = None
+    residual_factor: float | None = None
     init_from: str | None = None
     epochs: int | None = None
     lr: float | None = None
@@ -84,7 +85,8 @@ def resolve(cfg: RunConfig) -> Preset:
                              f"one of {', '.join(POOLED_MODELS)}")
         model_kwargs.update(parse_pool(cfg.pool))
     direct = {k: v for k, v in (("blocks", cfg.blocks), ("coding", cfg.coding),
-                                ("v_init", cfg.v_init)) if v is not None}
+                                ("v_init", cfg.v_init),
+                                ("residual_factor", cfg.residual_factor)) if v is not None}
     if direct and preset.route != "direct":
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in direct)
         raise ValueError(f"{flags}: options of a direct-route preset (*-direct); preset "

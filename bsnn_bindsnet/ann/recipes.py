@@ -139,16 +139,19 @@ _DIRECT_DIGITS = Recipe("adam", 2e-3, 64, 8, weight_decay=0.0, milestones=(6,))
 PRESETS.update({
     "cifar100-direct": Preset(
         "cifar100", "direct_bsnn", "bwn", _DIRECT_CIFAR, route="direct",
-        model_kwargs={"blocks": VGG11_RESIDUAL},
-        description="XNOR-BSNN, VGG-11 residual schedule, T=8 (paper setting, GPU)"),
+        model_kwargs={"blocks": VGG11_RESIDUAL, "residual_factor": 1.0},
+        description="XNOR-BSNN, VGG-11 residual schedule, f=1, T=8 (paper setting; widths "
+                    "128/256 so that residuals add, GPU)"),
     "fmnist-direct": Preset(
         "fashion-mnist", "direct_bsnn", "bwn", _DIRECT_FMNIST, route="direct",
-        model_kwargs={"blocks": FMNIST_RESIDUAL, "coding": "poisson-intensity"},
+        model_kwargs={"blocks": FMNIST_RESIDUAL, "coding": "poisson-intensity",
+                      "residual_factor": 1.0},
         description="XNOR-BSNN, 7 blocks with residual inputs, T=8, intensity-coded input "
                     "(CPU)"),
     "digits-direct": Preset(
         "digits", "direct_bsnn", "bwn", _DIRECT_DIGITS, route="direct",
-        model_kwargs={"blocks": DIGITS_RESIDUAL, "coding": "poisson-intensity"},
+        model_kwargs={"blocks": DIGITS_RESIDUAL, "coding": "poisson-intensity",
+                      "residual_factor": 1.0},
         description="XNOR-BSNN, tiny, T=8 (seconds)"),
 })
 

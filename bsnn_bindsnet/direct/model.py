@@ -39,6 +39,8 @@ from bsnn_bindsnet.encoding import ENCODINGS, encode
 
 _CODE = re.compile(r"^([cf])(\d+)(p?)(r?)$")
 CODINGS = ENCODINGS
+# model.pt files written before residual_factor was recorded were trained with this f
+LEGACY_RESIDUAL_FACTOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,11 @@ class DirectBSNN(nn.Module):
         input_shape: ``(C, H, W)``.
         num_classes: Readout size.
         timesteps: ``T``.
-        residual_factor: ``f``.
+        residual_factor: ``f``, the weight of the residual input from block l-2. The
+            paper's ``f`` is an indicator ("f = 1 implies the presence of the residual
+            connection, otherwise f = 0"), so 1.0 is the paper's setting and the default;
+            files saved before this option was recorded were trained with 0.5 and load as
+            such (:data:`LEGACY_RESIDUAL_FACTOR`).
         theta: IF threshold of every hidden neuron (before BN folding).
         affine: Batch-norm with a learned scale and shift (the paper's has none).
         quant: ``"bwn"`` (binary hidden weights, the XNOR-BSNN) or ``"fp"`` (an ablation).
@@ -94,7 +100,7 @@ class DirectBSNN(nn.Module):
 
     def __init__(self, blocks: Sequence[str] = FMNIST_RESIDUAL, *,
                  input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
-                 timesteps: int = 8, residual_factor: float = 0.5, theta: float = 1.0,
+                 timesteps: int = 8, residual_factor: float = 1.0, theta: float = 1.0,
                  affine: bool = True, quant: str = "bwn", coding: str = "poisson",
                  v_init: str = "zero") -> None:
         super().__init__()
@@ -106,6 +112,8 @@ class DirectBSNN(nn.Module):
             raise ValueError(f"v_init must be 'zero' or 'half', got {v_init!r}")
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+        if not residual_factor >= 0:
+            raise ValueError(f"residual_factor must be >= 0, got {residual_factor}")
         self.codes = tuple(blocks)
         self.blocks = parse_blocks(blocks)
         self.input_shape = tuple(int(d) for d in input_shape)
