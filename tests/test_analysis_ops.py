@@ -50,3 +50,67 @@ def test_full_precision_networks_are_counted_at_the_same_positions():
     assert not any(o.binary for o in ops)
     ifr = {"relu1": 2.0, "relu2": 1.0, "relu3": 0.5, "relu4": 4.0, "relu_fc1": 3.0}
     assert normalized_ops(ops, ifr, timesteps=10) == pytest.approx(507904 / 385024)
+
+
+def _brute_force_events(syn, counts):
+    """Count (spike, target) pairs neuron by neuron from the connectivity rule itself."""
+    if syn["type"] == "linear":
+        return float(counts.sum()) * syn["sign"].shape[0]
+    c_out, _, kh, kw = syn["sign"].shape
+    (sh, sw), (ph, pw) = syn["stride"], syn["padding"]
+    _, h, w = counts.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    total = 0.0
+    for y in range(h):
+        for x in range(w):
+            # output positions whose kernel window covers input (y, x)
+            rows = sum(1 for oy in range(oh) if oy * sh - ph <= y < oy * sh - ph + kh)
+            cols = sum(1 for ox in range(ow) if ox * sw - pw <= x < ox * sw - pw + kw)
+            total += float(counts[:, y, x].sum()) * rows * cols * c_out
+    return total
+
+
+def test_counted_synaptic_events_match_the_simulated_spikes_and_bound_the_eq5_estimate(plan):
+    from bsnn_bindsnet.analysis.ops import normalized_events, synaptic_events
+    from bsnn_bindsnet.network import build_network
+    from bsnn_bindsnet.simulate import simulate
+
+    torch.manual_seed(1)
+    data = [(torch.randn(1, 8, 8), 0) for _ in range(6)]
+    result = simulate(build_network(plan), data, 12, per_neuron=True, progress=False)
+    spikes = result.neuron_spikes
+    events = synaptic_events(plan, spikes, result.n)
+    assert [o.name for o, _ in events] == ["relu2", "relu3", "relu4", "relu_fc1"]
+    syn = {layer.name: layer.synapse for layer in plan.layers}
+    for o, got in events:
+        assert got > 0
+        assert got == pytest.approx(_brute_force_events(syn[o.name], spikes[o.source]) / 6)
+    # Eq. 5 with IFR: the linear layer agrees exactly; padded convs differ by the border only
+    ifr = result.firing_rates()
+    by_layer = {o.name: (o, e) for o, e in events}
+    o, e = by_layer["relu_fc1"]
+    assert e == pytest.approx(ifr["relu4"] * o.ops)
+    estimate = normalized_ops(layer_ops(plan), ifr, timesteps=12)
+    assert normalized_events(events) == pytest.approx(estimate, rel=0.25)
+
+
+def test_uniform_firing_makes_counted_events_equal_eq5(plan):
+    from bsnn_bindsnet.analysis.ops import normalized_events, synaptic_events
+
+    shapes = {layer.name: layer.shape for layer in plan.layers}
+    spikes = {name: torch.full(shapes[name], 3.0)
+              for name in ("relu1", "relu2", "relu3", "relu4", "relu_fc1")}
+    # every neuron fires 3 times in one sample; with padding 1 a border input of a 3x3 conv
+    # reaches fewer outputs, so uniform firing gives fewer events than IFR * #OPS ...
+    events = synaptic_events(plan, spikes, 1)
+    ops = layer_ops(plan)
+    eq5 = normalized_ops(ops, {k: 3.0 for k in spikes}, timesteps=1)
+    assert normalized_events(events) < eq5
+    # ... by exactly the missing border synapses: on an 8x8 map with a 3x3 kernel and padding
+    # 1, rows 0 and 7 are covered by 2 output rows and rows 1-6 by 3: 22 row-coverings, so
+    # 22 * 22 (spike, position) pairs per channel instead of 3 * 3 * 64 = 24 * 24
+    o, e = next((o, e) for o, e in events if o.name == "relu2")
+    assert e == pytest.approx(3.0 * 16 * 16 * 22 * 22)        # c_in * c_out * 484 * 3 spikes
+    assert o.ops == 16 * 9 * 16 * 64 == 16 * 16 * 24 * 24
+    with pytest.raises(ValueError, match="analog input"):
+        synaptic_events(plan, spikes, 1, layers="all")

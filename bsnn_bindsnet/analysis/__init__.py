@@ -2,7 +2,8 @@
 
 from bsnn_bindsnet.analysis.early_exit import (EarlyExit, early_exit, exit_histogram,
                                                exit_steps, rates_until_exit, sweep)
-from bsnn_bindsnet.analysis.ops import LayerOps, layer_ops, normalized_ops
+from bsnn_bindsnet.analysis.ops import (LayerOps, layer_ops, normalized_events, normalized_ops,
+                                        synaptic_events)
 
 __all__ = ["EarlyExit", "LayerOps", "early_exit", "exit_histogram", "exit_steps", "layer_ops",
-           "normalized_ops", "rates_until_exit", "sweep"]
+           "normalized_events", "normalized_ops", "rates_until_exit", "sweep", "synaptic_events"]
