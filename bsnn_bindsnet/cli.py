@@ -41,6 +41,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--v-init", choices=("zero", "half"),
                    help="direct route: initial membrane potential 0 or theta/2 (default: "
                         "the preset's, zero)")
+    p.add_argument("--residual-factor", type=float, metavar="F",
+                   help="direct route: weight f of the residual input from block l-2 "
+                        "(default: the preset's, 1 = the paper's indicator)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -76,7 +79,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
     cfg = RunConfig(preset=args.preset, out_dir=args.out, seed=args.seed, quant=args.quant,
                     pool=args.pool, blocks=tuple(args.blocks) if args.blocks else None,
-                    coding=args.coding, v_init=args.v_init, init_from=args.init_from,
+                    coding=args.coding, v_init=args.v_init,
+                    residual_factor=args.residual_factor, init_from=args.init_from,
                     epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                     betas=tuple(args.betas) if args.betas else None,
                     train_subset=args.train_subset, data_root=args.data_root,
@@ -137,6 +141,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--v-init", choices=("zero", "half"), default="half",
                    help="initial membrane potential: threshold/2 (default: rates round to "
                    "nearest, much lower latency) or 0 (the paper)")
+    p.add_argument("--maxpool-after", choices=("or", "if"), default="or",
+                   help="a max-pool after a ReLU: pass the OR of the spikes on unchanged "
+                   "(default, the paper) or make it an extra balanced IF layer")
     p.add_argument("--calib-size", type=int, help="calibration samples (dataset default)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false",
                    help="skip measuring the ANN's test accuracy")
@@ -164,8 +171,8 @@ def _run_convert(args: argparse.Namespace) -> int:
         calib = load_dataset(dataset, "calib", data_root=args.data_root,
                              calib_size=args.calib_size)
         plan = ann_to_bsnn(model, calib, percentile=args.percentile, statistic=args.statistic,
-                           reset=args.reset, v_init=args.v_init, device=args.device,
-                           build=False)
+                           reset=args.reset, v_init=args.v_init,
+                           maxpool_after=args.maxpool_after, device=args.device, build=False)
     plan.info.update(dataset=dataset, model_file=str(args.model),
                      model=read_model_file(args.model)["model"])
     if args.evaluate:

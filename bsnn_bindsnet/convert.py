@@ -13,7 +13,14 @@ Mapping (Lu & Sengupta 2020, Sec. 3):
   into an extra IF layer, so that the next layer receives binary spikes.
 - ``MaxPool2d`` before the ReLU: an extra IF layer after the conv, then a spike max-pool
   (OR) into the ReLU's IF layer (``relu(maxpool(x)) = maxpool(relu(x))``).
-- ``MaxPool2d`` after the ReLU: a spike max-pool into an extra IF layer.
+- ``MaxPool2d`` after the ReLU (``maxpool_after``): the max-pool of binary spikes is an OR,
+  already binary, so by default (``"or"``, the paper) the pooled spikes reach the next synaptic
+  layer unchanged: the pool's layer is a *relay*, an IF layer with :math:`\theta = 1` fed 0/1
+  currents, which fires exactly when its input is 1 (SIF or RIF, :math:`v(0) = 0` or
+  :math:`1/2`: v stays below 1 between spikes), and :math:`\lambda_{pool} = \lambda_{ReLU}`.
+  ``"if"`` instead balances it as an extra IF layer (:math:`\theta = \lambda_{pool} /
+  \lambda_{ReLU}`, the former default). In BindsNET's delayed mode the relay, like any
+  layer, adds one step of delay.
 - The last synaptic layer feeds a non-firing :class:`~bsnn_bindsnet.nodes.ReadoutNodes`.
 - ``Dropout``, ``Identity`` and ``Flatten`` are absorbed; any other module raises
   ``NotImplementedError`` naming it.
@@ -23,7 +30,15 @@ layer ``l`` approximates (see :mod:`bsnn_bindsnet.normalize`) and :math:`\lambda
 the analog input, layer ``l`` gets :math:`\theta_l = \lambda_l / \lambda_{src(l)}`: the
 weights, and so the binary signs and :math:`\alpha`, stay exactly as trained. This is the
 layer-wise weight scaling :math:`W_l \lambda_{l-1} / \lambda_l` with unit thresholds, moved into
-the threshold. The readout is not rescaled (argmax is scale-free).
+the threshold. The readout's weights are not rescaled (argmax is scale-free).
+
+Biases: every current into layer ``l`` is in units of :math:`\lambda_{src(l)}`, so each
+synapse's bias (the readout's too) is divided by :math:`\lambda_{src(l)}`. With
+:math:`a_{src} \approx \lambda_{src}\, r_{src}` (rates :math:`r`), the ANN computes
+:math:`a_l = W a_{src} + b` and the SNN layer, fed :math:`W s + b'`, fires at
+:math:`r_l = (W r_{src} + b') / \theta_l = (W a_{src} + \lambda_{src} b') / \lambda_l`, which
+is :math:`a_l / \lambda_l` exactly when :math:`b' = b / \lambda_{src}`. The first layer's
+source is the analog input (:math:`\lambda = 1`): its bias is unchanged.
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ from bsnn_bindsnet.normalize import activation_scales
 
 RESETS = ("subtract", "zero")
 V_INITS = ("zero", "half")
+MAXPOOL_AFTER = ("or", "if")
 ABSORBED = (nn.Dropout, nn.Identity, nn.Flatten)
 INPUT = "input"
 READOUT = "readout"
@@ -226,8 +242,8 @@ def plan_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerSpec]
 def ann_to_bsnn(model: nn.Module, calibration: Tensor | Sequence, *,
                 input_shape: Sequence[int] | None = None, percentile: float = 99.7,
                 statistic: str = "all", reset: str = "subtract", v_init: str = "half",
-                batch_size: int = 256, device: torch.device | str = "cpu",
-                build: bool = True) -> Any:
+                maxpool_after: str = "or", batch_size: int = 256,
+                device: torch.device | str = "cpu", build: bool = True) -> Any:
     """Convert a trained constrained ANN (full precision or BWN) to a BindsNET network.
 
     Args:
@@ -242,16 +258,25 @@ def ann_to_bsnn(model: nn.Module, calibration: Tensor | Sequence, *,
         v_init: Initial membrane potential ``"half"`` (:math:`\\theta/2`, default: spike counts
             round the ANN activation to the nearest instead of down, which cuts the latency
             several-fold) or ``"zero"`` (the paper).
+        maxpool_after: A ``MaxPool2d`` after a ReLU: ``"or"`` (default, the paper) passes the
+            OR of the spikes unchanged to the next synaptic layer through a relay layer
+            (:math:`\\theta = 1`, :math:`\\lambda` = its source's); ``"if"`` makes it an extra
+            balanced IF layer (:math:`\\theta = \\lambda_{pool} / \\lambda_{ReLU}`).
         build: Return the BindsNET ``Network`` (default) or, if false, the :class:`BSNNPlan`.
 
     Returns:
         A ``bindsnet.network.Network`` with layers ``input``, one IF layer per ReLU/extra pool
-        layer, and ``readout``; ``network.bsnn_plan`` holds the plan.
+        layer, and ``readout``; ``network.bsnn_plan`` holds the plan. Biases are divided by
+        the source layer's :math:`\\lambda` (see the module docstring); ``plan.info`` records
+        ``bias_rescaled``, ``maxpool_after`` and the ``relay_layers``.
     """
     if reset not in RESETS:
         raise ValueError(f"unknown reset {reset!r}; expected one of {RESETS}")
     if v_init not in V_INITS:
         raise ValueError(f"unknown v_init {v_init!r}; expected one of {V_INITS}")
+    if maxpool_after not in MAXPOOL_AFTER:
+        raise ValueError(f"unknown maxpool_after {maxpool_after!r}; expected one of "
+                         f"{MAXPOOL_AFTER}")
     ann = copy.deepcopy(model).eval().to(device)
     if input_shape is None:
         input_shape = getattr(ann, "input_shape", None)
@@ -262,18 +287,32 @@ def ann_to_bsnn(model: nn.Module, calibration: Tensor | Sequence, *,
     layers = plan_layers(ann.cpu(), input_shape)
     ann.to(device)
     modules = dict(_flat_children(ann))
-    points = {layer.point: modules[layer.point] for layer in layers if layer.kind == "if"}
+    # A max-pool after the ReLU is the only layer whose point is the MaxPool2d module itself
+    # (before the ReLU, the pooled spikes feed the ReLU's layer, whose point is the ReLU).
+    relays = ({layer.name for layer in layers if layer.kind == "if"
+               and isinstance(modules[layer.point], nn.MaxPool2d)}
+              if maxpool_after == "or" else set())
+    points = {layer.point: modules[layer.point] for layer in layers
+              if layer.kind == "if" and layer.name not in relays}
     lambdas = activation_scales(ann, points, calibration, percentile=percentile,
                                 statistic=statistic, batch_size=batch_size, device=device)
     lam = {INPUT: 1.0}
-    for layer in layers:
-        if layer.kind == "if":
+    for layer in layers:  # in order: a layer's source always comes first
+        src = lam[layer.source]
+        bias = layer.synapse.get("bias")
+        if bias is not None:  # b' = b / lambda_src (module docstring): a new tensor
+            layer.synapse["bias"] = bias / src
+        if layer.name in relays:  # OR of 0/1 spikes, passed on exactly
+            lam[layer.name], layer.thresh = src, 1.0
+        elif layer.kind == "if":
             lam[layer.name] = lambdas[layer.point]
-            layer.thresh = lam[layer.name] / lam[layer.source]
+            layer.thresh = lam[layer.name] / src
     plan = BSNNPlan(input_shape, layers, reset=reset, v_init=v_init,
                     info={"percentile": percentile, "statistic": statistic,
                           "lambdas": {k: v for k, v in lam.items() if k != INPUT},
-                          "calibration_samples": len(calibration)})
+                          "calibration_samples": len(calibration),
+                          "bias_rescaled": True, "maxpool_after": maxpool_after,
+                          "relay_layers": [l.name for l in layers if l.name in relays]})
     if not build:
         return plan
     from bsnn_bindsnet.network import build_network

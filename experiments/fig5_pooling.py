@@ -3,9 +3,14 @@ ReLU), full precision (SNN) and binary weights (B-SNN).
 
 Trains, for each placement, a full-precision model and a hybrid BWN from it with the same
 (shortened) budget into ``RUNS_DIR/<prefix>-{fp,bwn}-<placement>/`` (finished runs are reused,
-interrupted ones resumed; default ``RUNS_DIR``: ``OUT_DIR/models``), converts both (subtractive IF, v(0) = theta/2) and simulates them.
+interrupted ones resumed; default ``RUNS_DIR``: ``OUT_DIR/models``), converts both (subtractive
+IF, v(0) = theta/2) and simulates them. Max-pool after the ReLU is converted twice: with the
+spike OR passed on unchanged (``maxpool_after="or"``, the paper) and with an extra balanced IF
+layer after the pool (``maxpool_after="if"``). Every accuracy comes with its 95 % Wilson
+interval (printed when fewer than 10,000 test samples; saved in results.json as
+``accuracy_interval`` per timestep, ``final_accuracy_interval`` and ``ann_interval``).
 
-    python -m experiments.fig5_pooling --dataset fashion-mnist   # ~35 min on 2 CPU cores
+    python -m experiments.fig5_pooling --dataset fashion-mnist   # ~40 min on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from experiments.harness import (Setup, add_setup_arguments, ann_accuracy, load_
                                  setup_from, simulate_curve)
 
 PLACEMENTS = ("avg-before", "avg-after", "max-before", "max-after")
+# Rows of the figure per placement: (label, maxpool_after); the option only acts on max-after.
+VARIANTS = {"avg-before": [("avg-before", "or")], "avg-after": [("avg-after", "or")],
+            "max-before": [("max-before", "or")],
+            "max-after": [("max-after (OR, paper)", "or"), ("max-after (extra IF)", "if")]}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
@@ -63,10 +72,10 @@ def plot(results: dict, path: Path, timesteps: int) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, label in zip(axes, ("SNN", "B-SNN")):
-        for i, (placement, rows) in enumerate(results.items()):
+        for i, (name, rows) in enumerate(results.items()):
             color = f"C{i}"
             ax.plot(range(1, timesteps + 1), [100 * a for a in rows[label]["accuracy"]],
-                    color=color, label=placement)
+                    color=color, label=name, ls="--" if rows["maxpool_after"] == "if" else "-")
             ax.axhline(100 * rows[label]["ann"], color=color, ls=":", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_title(f"{label} ({'full precision' if label == 'SNN' else 'binary weights'})")
@@ -78,6 +87,7 @@ def plot(results: dict, path: Path, timesteps: int) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.convert import ann_to_bsnn
 
@@ -86,28 +96,42 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results: dict = {}
     for placement in args.placements:
         paths = train(setup, placement, args)
-        results[placement] = {}
-        for mode, label in (("fp", "SNN"), ("bwn", "B-SNN")):
-            model = load_model(paths[mode])
-            plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
-                               build=False)
-            row, _ = simulate_curve(plan, test, setup)
-            row["ann"] = ann_accuracy(model, test, setup)
-            results[placement][label] = row
-            print(f"{placement} {label}: ANN {100 * row['ann']:.2f} %, T=8 "
-                  f"{100 * row['accuracy'][min(8, setup.timesteps) - 1]:.2f} %, "
-                  f"T={setup.timesteps} {100 * row['final_accuracy']:.2f} %", flush=True)
+        models = {mode: load_model(paths[mode]) for mode in ("fp", "bwn")}
+        ann = {mode: ann_accuracy(model, test, setup) for mode, model in models.items()}
+        for name, maxpool_after in VARIANTS[placement]:
+            results[name] = {"placement": placement,
+                             "maxpool_after": maxpool_after if placement == "max-after"
+                             else None}
+            for mode, label in (("fp", "SNN"), ("bwn", "B-SNN")):
+                plan = ann_to_bsnn(models[mode], calib, percentile=setup.percentile,
+                                   maxpool_after=maxpool_after, device=setup.device,
+                                   build=False)
+                row, _ = simulate_curve(plan, test, setup)
+                n = row["n"]
+                row["ann"] = ann[mode]
+                row["ann_interval"] = accuracy_interval(ann[mode], n)
+                row["accuracy_interval"] = [accuracy_interval(a, n) for a in row["accuracy"]]
+                row["final_accuracy_interval"] = accuracy_interval(row["final_accuracy"], n)
+                results[name][label] = row
+                t8 = min(8, setup.timesteps)
+                print(f"{name} {label}: ANN {format_accuracy(row['ann'], n)} %, T={t8} "
+                      f"{format_accuracy(row['accuracy'][t8 - 1], n)} %, "
+                      f"T={setup.timesteps} {format_accuracy(row['final_accuracy'], n)} %",
+                      flush=True)
     write_results(setup.out_dir, {**asdict(setup), **vars(args)}, results)
     plot(results, setup.out_dir / "fig5_pooling.png", setup.timesteps)
     steps = [t for t in (8, 16, 32, 64, 128, 256) if t <= setup.timesteps]
-    print(f"\n{setup.dataset}, {len(test)} test samples, SIF, v(0)=theta/2, "
-          f"{setup.percentile}th percentile\n")
+    n = len(test)
+    ci = " (%, 95 % Wilson interval)" if n < 10_000 else " (%)"
+    print(f"\n{setup.dataset}, {n} test samples, SIF, v(0)=theta/2, "
+          f"{setup.percentile}th percentile; accuracy{ci}\n")
     print("| pooling | network | ANN | " + " | ".join(f"T={t}" for t in steps) + " |")
     print("|---|---|---|" + "---|" * len(steps))
-    for placement, rows in results.items():
-        for label, row in rows.items():
-            accs = " | ".join(f"{100 * row['accuracy'][t - 1]:.2f}" for t in steps)
-            print(f"| {placement} | {label} | {100 * row['ann']:.2f} | {accs} |")
+    for name, rows in results.items():
+        for label in ("SNN", "B-SNN"):
+            row = rows[label]
+            accs = " | ".join(format_accuracy(row["accuracy"][t - 1], row["n"]) for t in steps)
+            print(f"| {name} | {label} | {format_accuracy(row['ann'], row['n'])} | {accs} |")
     print(f"\nresults: {setup.out_dir}/results.json, fig5_pooling.png")
     return results
 

@@ -7,7 +7,8 @@ import pytest
 from bsnn_bindsnet.cli import main
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["simulate", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["convert", "--help"],
+                                  ["simulate", "--help"]])
 def test_help_imports_neither_torch_nor_bindsnet_nor_matplotlib(argv):
     code = ("import sys\nimport bsnn_bindsnet\nfrom bsnn_bindsnet.cli import main\n"
             f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
@@ -24,6 +25,21 @@ def test_simulate_offers_every_encoding_of_the_library():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     enc = next(a for a in sub.choices["simulate"]._actions if a.dest == "encoding")
     assert tuple(enc.choices) == ENCODINGS and enc.default is None
+
+
+def test_convert_offers_the_choices_of_the_library():
+    # cli.py spells the choices out (no torch import for --help): they must match convert's.
+    from bsnn_bindsnet.cli import build_parser
+    from bsnn_bindsnet.convert import MAXPOOL_AFTER, RESETS, V_INITS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    actions = {a.dest: a for a in sub.choices["convert"]._actions}
+    assert tuple(actions["maxpool_after"].choices) == MAXPOOL_AFTER
+    assert actions["maxpool_after"].default == "or"
+    assert tuple(actions["reset"].choices) == RESETS
+    assert tuple(actions["v_init"].choices) == V_INITS
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["convert", "m.pt", "--out", "x.pt", "--maxpool-after", "avg"])
 
 
 def test_package_attribute_is_lazy():
@@ -131,10 +147,11 @@ def test_direct_route_options_reach_the_model_and_the_simulation(tmp_path, capsy
     run, net = tmp_path / "direct", tmp_path / "direct.pt"
     assert main(["train", "--preset", "digits-direct", "--out", str(run), "--epochs", "1",
                  "--train-subset", "64", "--no-progress", "--blocks", "c8", "c8", "c8r",
-                 "f16", "--coding", "current", "--v-init", "half"]) == 0
+                 "f16", "--coding", "current", "--v-init", "half",
+                 "--residual-factor", "0.5"]) == 0
     kwargs = read_model_file(run / "model.pt")["model_kwargs"]
-    assert (tuple(kwargs["blocks"]), kwargs["coding"], kwargs["v_init"]) == (
-        ("c8", "c8", "c8r", "f16"), "current", "half")
+    assert (tuple(kwargs["blocks"]), kwargs["coding"], kwargs["v_init"],
+            kwargs["residual_factor"]) == (("c8", "c8", "c8r", "f16"), "current", "half", 0.5)
     assert main(["convert", str(run / "model.pt"), "--out", str(net)]) == 0
     assert main(["simulate", str(net), "--timesteps", "8", "--limit", "16", "--out",
                  str(tmp_path / "sim"), "--no-progress"]) == 0

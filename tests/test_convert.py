@@ -5,6 +5,8 @@ The reference simulator below re-implements one-step IF dynamics of a plan in pl
 spike for spike.
 """
 
+import copy
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -19,12 +21,15 @@ from bsnn_bindsnet.checkpoint import CheckpointError, save_model
 from bsnn_bindsnet.connections import (AvgPool2dConnection, BinaryConnection,
                                        BinaryConv2dConnection, FullPrecisionConnection,
                                        FullPrecisionConv2dConnection, MaxPool2dConnection)
-from bsnn_bindsnet.convert import BSNNPlan, ann_to_bsnn, plan_layers
+from bsnn_bindsnet.convert import MAXPOOL_AFTER, BSNNPlan, ann_to_bsnn, plan_layers
 from bsnn_bindsnet.data import load_dataset
 from bsnn_bindsnet.encoding import constant_current
 from bsnn_bindsnet.network import build_network, load_network, load_plan, save_plan
 from bsnn_bindsnet.nodes import ReadoutNodes, ResetIFNodes, SubtractiveIFNodes
 from bsnn_bindsnet.simulate import SpikeCounter, simulate
+
+with warnings.catch_warnings():
+    from bindsnet.network.monitors import Monitor
 
 POOL_2 = {"kernel_size": 2, "stride": 2, "padding": 0, "ceil_mode": False}
 
@@ -56,7 +61,8 @@ PLANS = {
         ("relu4", "if", (32, 2, 2), "conv4_if", "maxpool", None),
         ("relu_fc1", "if", (128,), "relu4", "linear", None),
         ("readout", "readout", (10,), "relu_fc1", "linear", None)],
-    ("max", "after"): [  # conv -> ReLU -> MaxPool: spike max-pool into an extra IF layer
+    ("max", "after"): [  # conv -> ReLU -> MaxPool: spike max-pool (OR) into a relay (default,
+        # theta = 1) or, with maxpool_after="if", an extra balanced IF layer
         ("relu1", "if", (16, 8, 8), "input", "conv", None),
         ("relu2", "if", (16, 8, 8), "relu1", "conv", None),
         ("pool2", "if", (16, 4, 4), "relu2", "maxpool", None),
@@ -173,18 +179,21 @@ def test_reference_simulator_on_a_hand_example():
     assert preds[:, 0].tolist() == [0, 0, 0, 0]
 
 
-# FP and BWN x SIF and RIF, spread over the four pooling placements and both v_init.
-@pytest.mark.parametrize("quant, reset, pool, position, v_init", [
-    ("fp", "subtract", "avg", "before", "zero"),
-    ("bwn", "zero", "avg", "before", "zero"),
-    ("bwn", "subtract", "max", "before", "half"),
-    ("fp", "zero", "max", "after", "zero"),
-    ("bwn", "subtract", "avg", "after", "zero"),
+# FP and BWN x SIF and RIF, spread over the four pooling placements and both v_init; max
+# after the ReLU with both treatments of the pool (relay "or", extra IF layer "if").
+@pytest.mark.parametrize("quant, reset, pool, position, v_init, maxpool_after", [
+    ("fp", "subtract", "avg", "before", "zero", "or"),
+    ("bwn", "zero", "avg", "before", "zero", "or"),
+    ("bwn", "subtract", "max", "before", "half", "or"),
+    ("fp", "zero", "max", "after", "zero", "or"),
+    ("fp", "subtract", "max", "after", "half", "if"),
+    ("bwn", "subtract", "avg", "after", "zero", "or"),
 ])
 def test_bindsnet_matches_the_reference_simulator(calib, digits_batch, quant, reset, pool,
-                                                  position, v_init):
+                                                  position, v_init, maxpool_after):
     model = seeded_model(quant=quant, pool=pool, pool_position=position)
-    plan = ann_to_bsnn(model, calib, reset=reset, v_init=v_init, build=False)
+    plan = ann_to_bsnn(model, calib, reset=reset, v_init=v_init, maxpool_after=maxpool_after,
+                       build=False)
     x, y = digits_batch
     result = simulate(build_network(plan), (x, y), 16, per_sample=True)
     ref_preds, ref_counts = reference_simulate(plan, x, 16)
@@ -250,7 +259,9 @@ def test_lambdas_are_percentiles_of_the_relu_activations(calib, placement, stati
     # take torch.quantile over all values ("all") or over per-sample maxima ("sample-max").
     pool, position = placement
     model = seeded_model(pool=pool, pool_position=position)
-    plan = ann_to_bsnn(model, calib, percentile=99.7, statistic=statistic, build=False)
+    # maxpool_after="if": the pool's own percentile (with "or" it is a relay, see below)
+    plan = ann_to_bsnn(model, calib, percentile=99.7, statistic=statistic, maxpool_after="if",
+                       build=False)
     modules = dict(model.named_children())
     acts = {}
     handles = [modules[l.point].register_forward_hook(
@@ -278,6 +289,9 @@ def test_reset_and_v_init_choose_the_nodes(calib):
         ann_to_bsnn(seeded_model(), calib, reset="soft")
     with pytest.raises(ValueError, match="unknown v_init"):
         ann_to_bsnn(seeded_model(), calib, v_init="random")
+    with pytest.raises(ValueError, match=r"unknown maxpool_after 'max'; expected one of "
+                                         r"\('or', 'if'\)"):
+        ann_to_bsnn(seeded_model(), calib, maxpool_after="max")
 
 
 def test_input_shape_comes_from_the_model_or_the_first_sample(calib):
@@ -532,6 +546,161 @@ def test_rates_converge_to_the_ann_relu_outputs():
     assert ((lam * v_b / steps - y[1]).abs() <= bound + tol).all()
     # And v_T / T is the ANN output scaled by 1 / lambda, to within bound / lambda.
     torch.testing.assert_close(v_b / steps, y[1] / lam, rtol=0, atol=float(bound.max() / lam))
+
+
+# --------------------------------------------------------------------------- biases
+
+def biased_mlp() -> nn.Sequential:
+    """fc1 (2 -> 2) + ReLU + fc2 (2 -> 2) + ReLU + fc3 (2 -> 1), all with biases (hand
+    computations in the test below)."""
+    fc1, fc2, fc3 = nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 1)
+    with torch.no_grad():
+        fc1.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0]]))
+        fc1.bias.copy_(torch.tensor([1.0, 0.0]))
+        fc2.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+        fc2.bias.copy_(torch.tensor([3.0, -1.5]))
+        fc3.weight.copy_(torch.tensor([[1.0, -1.0]]))
+        fc3.bias.copy_(torch.tensor([1.2]))
+    return nn.Sequential(OrderedDict([("fc1", fc1), ("relu1", nn.ReLU()), ("fc2", fc2),
+                                      ("relu2", nn.ReLU()), ("fc3", fc3)]))
+
+
+def test_biases_are_divided_by_the_source_lambda():
+    # x_a = [1, 0]: relu1 = relu([2 + 1, 0]) = [3, 0];  relu2 = relu([3 + 3, 3 - 1.5]) = [6, 1.5]
+    # x_b = [0, 1]: relu1 = relu([0 + 1, 1]) = [1, 1];  relu2 = relu([1 + 3, 2 - 1.5]) = [4, 0.5]
+    # percentile 100: lambda1 = 3, lambda2 = 6; theta1 = 3 / 1 = 3, theta2 = 6 / 3 = 2.
+    # Biases b / lambda_src: fc1 [1, 0] / 1 (input) = [1, 0]; fc2 [3, -1.5] / 3 = [1, -0.5];
+    # fc3 (readout) [1.2] / 6 = [0.2].
+    model = biased_mlp()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    plan = ann_to_bsnn(model, x, percentile=100, build=False)
+    assert plan.info["lambdas"] == pytest.approx({"relu1": 3.0, "relu2": 6.0})
+    assert [l.thresh for l in plan.layers] == pytest.approx([3.0, 2.0, None])
+    biases = [l.synapse["bias"].tolist() for l in plan.layers]
+    assert biases == [pytest.approx([1.0, 0.0]), pytest.approx([1.0, -0.5]),
+                      pytest.approx([0.2])]
+    assert plan.info["bias_rescaled"] is True
+    # The caller's model keeps its biases, and the plan holds tensors of its own.
+    assert model.fc2.bias.tolist() == [3.0, -1.5] and model.fc3.bias.tolist() == [
+        pytest.approx(1.2)]
+    for layer, module in zip(plan.layers, (model.fc1, model.fc2, model.fc3)):
+        assert layer.synapse["bias"].data_ptr() != module.bias.data_ptr()
+
+
+def scaled_biased_mlp(s1: float, s2: float) -> tuple[nn.Sequential, Tensor]:
+    """Random 4-6-5-3 MLP with biases, hidden activations scaled by s1 and s1 * s2 (so the
+    lambdas are far from 1), and 200 N(0, 1) inputs; the readout bias centres the logits so
+    that the ANN predicts all three classes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict([
+        ("fc1", nn.Linear(4, 6)), ("relu1", nn.ReLU()), ("fc2", nn.Linear(6, 5)),
+        ("relu2", nn.ReLU()), ("fc3", nn.Linear(5, 3))]))
+    x = torch.randn(200, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.fc1.weight.mul_(s1)
+        model.fc1.bias.mul_(s1)
+        model.fc2.weight.mul_(s2)
+        model.fc2.bias.mul_(s1 * s2)
+        model.fc3.bias.zero_()
+        model.fc3.bias.sub_(model(x).mean(0))
+    return model, x
+
+
+@pytest.mark.parametrize("s1, s2", [(5.0, 0.02), (0.1, 1.0)])
+def test_biased_network_agrees_with_the_ann(s1, s2):
+    # SIF, v(0) = theta / 2, max-normalization on the test inputs themselves (no overflow), T =
+    # 256: the B-SNN's argmax equals the ANN's on every sample. With the biases copied
+    # unchanged (b instead of b / lambda_src, i.e. lambda_src * b in ANN units) it does not:
+    # measured 15.0 % and 55.5 % agreement for the two scalings.
+    model, x = scaled_biased_mlp(s1, s2)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    assert y.bincount(minlength=3).min() >= 20  # not a constant predictor
+    plan = ann_to_bsnn(model, x, percentile=100, build=False)
+    lam = plan.info["lambdas"]
+    assert min(abs(np.log10(v)) for v in lam.values()) > 0.6  # lambdas 4x or more from 1
+    result = simulate(build_network(plan), (x, y), 256, per_sample=True)
+    assert (result.step_predictions[-1] == y).float().mean().item() == 1.0
+
+    unscaled = copy.deepcopy(plan)  # the former conversion: biases copied as they are
+    for layer in unscaled.layers:
+        if layer.source != "input":
+            layer.synapse["bias"] = layer.synapse["bias"] * lam[layer.source]
+    before = simulate(build_network(unscaled), (x, y), 256, per_sample=True)
+    assert (before.step_predictions[-1] == y).float().mean().item() < 0.9
+
+
+# --------------------------------------------------------------------------- max-pool after ReLU
+
+def max_after_model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 3, 3, padding=1)), ("relu1", nn.ReLU()),
+        ("pool1", nn.MaxPool2d(2)), ("flat", nn.Flatten()), ("fc", nn.Linear(3 * 3 * 3, 4))]))
+
+
+@pytest.mark.parametrize("node_cls", [SubtractiveIFNodes, ResetIFNodes])
+@pytest.mark.parametrize("v_init", ["zero", "half"])
+def test_a_relay_layer_passes_binary_inputs_unchanged(node_cls, v_init):
+    # theta = 1, inputs in {0, 1}, v between steps v0 in {0, 0.5} (< 1): input 1 -> v0 + 1 >= 1
+    # fires, then SIF gives back v0 (exact in float) and RIF 0; input 0 -> v stays below 1.
+    nodes = node_cls(shape=(5,), thresh=1.0, v_init=v_init)
+    nodes.set_batch_size(3)
+    inputs = torch.rand(64, 3, 5, generator=torch.Generator().manual_seed(0)) < 0.5
+    for x in inputs:
+        nodes.forward(x.float())
+        assert torch.equal(nodes.s, x)
+        assert (nodes.v < 1).all()
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("v_init", ["zero", "half"])
+@pytest.mark.parametrize("one_step", [True, False])
+def test_max_pool_after_relu_passes_the_spike_or_on(reset, v_init, one_step):
+    model = max_after_model()
+    x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    plan = ann_to_bsnn(model, x, reset=reset, v_init=v_init, build=False)
+    assert plan.info["maxpool_after"] == "or" and plan.info["relay_layers"] == ["pool1"]
+    pool = plan.layers[1]
+    assert (pool.name, pool.source, pool.thresh) == ("pool1", "relu1", 1.0)
+    assert plan.info["lambdas"]["pool1"] == plan.info["lambdas"]["relu1"]
+    assert plan.layers[2].source == "pool1"  # the readout reads the relayed OR
+
+    steps = 24
+    net = build_network(plan)
+    for name in ("relu1", "pool1"):
+        net.add_monitor(Monitor(net.layers[name], ("s",), time=steps), name)
+    net.run(inputs={"input": constant_current(x, steps)}, time=steps, one_step=one_step)
+    relu = net.monitors["relu1"].get("s").float()  # [T, B, 3, 6, 6]
+    relayed = net.monitors["pool1"].get("s").float()  # [T, B, 3, 3, 3]
+    ored = F.max_pool2d(relu.flatten(0, 1), 2).view_as(relayed)
+    assert relu.sum() > 0 and ored.sum() < ored.numel()  # neither vacuous nor saturated
+    if one_step:  # the OR of the same step
+        assert torch.equal(relayed, ored)
+    else:  # BindsNET's delayed mode: one step later, like any layer
+        assert relayed[0].sum() == 0
+        assert torch.equal(relayed[1:], ored[:-1])
+
+
+def test_max_pool_after_relu_as_an_extra_if_layer():
+    # maxpool_after="if" (the former default): the pool's layer is balanced on its own
+    # percentile, theta = lambda_pool / lambda_relu.
+    model = max_after_model()
+    x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    plan = ann_to_bsnn(model, x, maxpool_after="if", build=False)
+    lam = plan.info["lambdas"]
+    assert plan.info["maxpool_after"] == "if" and plan.info["relay_layers"] == []
+    with torch.no_grad():
+        pooled = model.pool1(model.relu1(model.conv1(x)))
+    assert lam["pool1"] == pytest.approx(torch.quantile(pooled.flatten(), 0.997).item(),
+                                         rel=1e-5)
+    assert plan.layers[1].thresh == pytest.approx(lam["pool1"] / lam["relu1"], rel=1e-12)
+    assert plan.layers[1].thresh != 1.0
+    # Same topology and synapses with either option; only the pool's threshold differs.
+    relay = ann_to_bsnn(model, x, build=False)
+    assert [(l.name, l.source, l.synapse["type"]) for l in plan.layers] == \
+        [(l.name, l.source, l.synapse["type"]) for l in relay.layers]
+    assert MAXPOOL_AFTER == ("or", "if")
 
 
 # --------------------------------------------------------------------------- save / load
