@@ -26,16 +26,20 @@ def accuracy_csv(curves: Mapping[str, Sequence[float]]) -> str:
 
 
 def accuracy_table(curves: Mapping[str, Sequence[float]], ann: Mapping[str, float] | None = None,
-                   steps: Sequence[int] = REPORT_STEPS) -> str:
-    """Markdown table: one row per curve, accuracy (%) at the given timesteps."""
+                   steps: Sequence[int] = REPORT_STEPS, n: int | None = None) -> str:
+    """Markdown table: one row per curve, accuracy (%) at the given timesteps; with ``n``
+    (the number of images measured) below 10,000, each with its 95 % interval."""
+    from bsnn_bindsnet.analysis.stats import format_accuracy
+
+    fmt = (lambda a: f"{100 * a:.2f}") if n is None else (lambda a: format_accuracy(a, n))
     longest = max(len(c) for c in curves.values())
     cols = [t for t in steps if t <= longest]
     lines = ["| network | ANN | " + " | ".join(f"T={t}" for t in cols) + " |",
              "|---|---|" + "---|" * len(cols)]
     for name, curve in curves.items():
         ref = (ann or {}).get(name)
-        cells = [f"{100 * curve[t - 1]:.2f}" if t <= len(curve) else "" for t in cols]
-        lines.append(f"| {name} | {'' if ref is None else f'{100 * ref:.2f}'} | "
+        cells = [fmt(curve[t - 1]) if t <= len(curve) else "" for t in cols]
+        lines.append(f"| {name} | {'' if ref is None else fmt(ref)} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
 

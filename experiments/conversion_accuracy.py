@@ -2,6 +2,11 @@
 subtractive-reset (SIF) and reset-to-zero (RIF) IF neurons, accuracy after every timestep; and a
 sweep of threshold choices (percentile, v(0) = 0 or theta/2) at a short latency.
 
+The sweep is a table of test accuracies for every percentile and v(0): no selection is made
+(it names no "best" percentile; a choice must be made on the calibration split, as
+``experiments.fig8_percentile`` does). Accuracies measured on fewer than 10,000 test images
+carry their 95 % Wilson interval, in the tables and (``*_interval``) in results.json.
+
 Needs the trained ``<prefix>-fp`` and ``<prefix>-bwn`` runs (``experiments.fig3_training_curves``).
 
     python -m experiments.conversion_accuracy --dataset fashion-mnist --runs-dir results/fig3
@@ -14,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
 from experiments.common import trained_models, write_results
 from experiments.harness import RESETS, Setup, simulate_curve
 
@@ -106,11 +112,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     test = load_dataset(cfg.dataset, "test", data_root=cfg.data_root)
     if cfg.limit:
         test = Subset(test, range(min(cfg.limit, len(test))))
-    results: dict = {"ann": {}, "curves": {}, "sweep": []}
+    n = len(test)
+    results: dict = {"n": n, "ann": {}, "ann_interval": {}, "curves": {}, "sweep": []}
     for kind, label in (("fp", "SNN"), ("bwn", "B-SNN")):
         model = load_model(paths[kind])
         results["ann"][label] = evaluate(model, make_loader(test, batch_size=256,
                                                             shuffle=False)).acc
+        results["ann_interval"][label] = accuracy_interval(results["ann"][label], n)
         plans = {q: ann_to_bsnn(model, calib, percentile=q, statistic=cfg.statistic,
                                 device=cfg.device, build=False)
                  for q in {cfg.percentile, *_sweep(cfg)}}
@@ -118,39 +126,44 @@ def main(argv: Sequence[str] | None = None) -> dict:
             neuron = RESETS[reset]
             row = _simulate(plans[cfg.percentile], test, cfg, cfg.timesteps, reset=reset,
                             v_init=cfg.v_init)
+            row["final_accuracy_interval"] = accuracy_interval(row["final_accuracy"], n)
             results["curves"][f"{label} {neuron}"] = row
-            print(f"{label} {neuron}: {100 * row['final_accuracy']:.2f} % at T={cfg.timesteps} "
-                  f"(ANN {100 * results['ann'][label]:.2f} %, {row['seconds']:.0f} s)", flush=True)
+            print(f"{label} {neuron}: {format_accuracy(row['final_accuracy'], n)} % at "
+                  f"T={cfg.timesteps} (ANN {format_accuracy(results['ann'][label], n)} %, "
+                  f"{row['seconds']:.0f} s)", flush=True)
         for percentile in _sweep(cfg):
             for v_init in ("zero", "half"):
                 row = _simulate(plans[percentile], test, cfg, cfg.sweep_timesteps,
                                 reset="subtract", v_init=v_init)
+                acc = row["accuracy"][cfg.sweep_timesteps - 1]
                 results["sweep"].append({"network": label, "percentile": percentile,
-                                         "v_init": v_init, "accuracy": row["accuracy"]})
+                                         "v_init": v_init, "accuracy": row["accuracy"],
+                                         "accuracy_interval": accuracy_interval(acc, n)})
     write_results(cfg.out_dir, asdict(cfg), results)
     curves = {name: row["accuracy"] for name, row in results["curves"].items()}
     ann = {name: results["ann"][name.split()[0]] for name in curves}
     write_accuracy_csv(curves, cfg.out_dir / "accuracy.csv")
     plot_accuracy(curves, cfg.out_dir / "accuracy.png", ann=ann,
                   title=f"{cfg.dataset}: one-step, {cfg.percentile}th percentile")
-    print(f"\n{cfg.dataset}, {len(test)} test samples, one-step mode, constant-current input, "
+    print(f"\n{cfg.dataset}, {n} test samples, one-step mode, constant-current input, "
           f"{cfg.percentile}th percentile ({cfg.statistic}), v(0) = "
           f"{'theta/2' if cfg.v_init == 'half' else '0'}\n")
-    print(accuracy_table(curves, ann, steps=(8, 16, 32, 64, 128, 256, 512)))
+    print(accuracy_table(curves, ann, steps=(8, 16, 32, 64, 128, 256, 512), n=n))
     print("\nnormalized #OPS (hidden layers, first and last excluded; 1.0 = the ANN):\n")
     print(ops_table({name: row["normalized_ops"] for name, row in results["curves"].items()}))
     t = cfg.sweep_timesteps
     if not cfg.sweep:
         print(f"\nresults: {cfg.out_dir}/results.json, accuracy.csv, accuracy.png")
         return results
-    print(f"\nSIF accuracy (%) at T={t} by threshold choice:\n")
+    print(f"\nSIF test accuracy (%) at T={t} by threshold choice (all listed; none is "
+          "selected):\n")
     print("| network | percentile | v(0)=0 | v(0)=theta/2 |\n|---|---|---|---|")
     for label in ("SNN", "B-SNN"):
         for percentile in _sweep(cfg):
             acc = {r["v_init"]: r["accuracy"][t - 1] for r in results["sweep"]
                    if r["network"] == label and r["percentile"] == percentile}
-            print(f"| {label} | {percentile} | {100 * acc['zero']:.2f} | "
-                  f"{100 * acc['half']:.2f} |")
+            print(f"| {label} | {percentile} | {format_accuracy(acc['zero'], n)} | "
+                  f"{format_accuracy(acc['half'], n)} |")
     print(f"\nresults: {cfg.out_dir}/results.json, accuracy.csv, accuracy.png")
     return results
 

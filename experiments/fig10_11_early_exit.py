@@ -1,27 +1,43 @@
 """Figs. 10 and 11: early exit on the readout's confidence (its max membrane potential).
 
-Simulates the B-SNN once to ``T_max`` keeping per-sample traces, then evaluates every
-confidence threshold offline (accuracy and mean exit step vs threshold: Fig. 10; histogram of
-exit steps at the chosen threshold: Fig. 11). The chosen threshold is the one with the lowest
-mean exit step whose accuracy stays within 0.1 points of the full run at ``T_ref``, the fixed
-latency at which the full run first comes within 0.1 points of the ANN. Then it *measures*
-the wall-clock saving: the full run to ``T_ref`` against the early-exit run
-(``simulate_early_exit``, which drops exited samples from the running batch), best of
-``--repeats`` interleaved runs.
+Simulates the B-SNN to ``T_max`` keeping per-sample traces, on calibration images (for the
+selection) and on test images (for the scores), then evaluates every confidence threshold
+offline (accuracy and mean exit step vs threshold: Fig. 10; histogram of exit steps at the
+chosen threshold: Fig. 11).
 
-    python -m experiments.fig10_11_early_exit --dataset fashion-mnist   # ~6 min on 2 CPU cores
+Selection protocol: everything is chosen on the calibration split (a fixed subset of the
+*training* set; the first ``--select-limit`` images of it) and scored on the test split.
+``T_ref`` is the fixed latency at which the calibration run first comes within 0.1 points
+(``--tolerance``) of the ANN's calibration accuracy. Every sample exits at the first step
+whose confidence exceeds the threshold, and at ``T_ref`` at the latest (the cap), so early
+exit never runs longer than the fixed latency it is compared with; threshold = inf is that
+fixed latency itself. The chosen threshold is the one with the lowest mean exit step whose
+calibration accuracy stays within 0.1 points of the calibration run at ``T_ref``; when its
+mean exit is not below ``T_ref`` the study reports "no saving" (saving 0). The test scores
+follow, and, for comparison only, what choosing both on the test set would have given.
+Accuracies on fewer than 10,000 images carry their 95 % Wilson interval.
+
+Then it *measures* the wall-clock saving on test: the full run to ``T_ref`` against the
+early-exit run capped at ``T_ref`` (``simulate_early_exit``, which drops exited samples from
+the running batch), best of ``--repeats`` interleaved runs.
+
+    python -m experiments.fig10_11_early_exit --dataset fashion-mnist   # ~6 min + calibration
+    # (3,500 calibration images on top of the 2,000 test images; --select-limit N for less)
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from bsnn_bindsnet.analysis.stats import format_accuracy
 from experiments.common import pyplot, savefig, trained_models, write_results
-from experiments.harness import (Setup, add_setup_arguments, ann_accuracy, early_exit_study,
-                                 load_data, setup_from, simulate_curve)
+from experiments.harness import (Setup, add_selection_argument, add_setup_arguments,
+                                 ann_accuracy, early_exit_study, load_data, selection_data,
+                                 setup_from, simulate_curve)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
@@ -32,12 +48,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Names
     p.add_argument("--tolerance", type=float, default=0.001,
                    help="accuracy tolerance (fraction; 0.001 = 0.1 points)")
     p.add_argument("--repeats", type=int, default=2, help="timed repetitions (best is kept)")
+    add_selection_argument(p)
     args = p.parse_args(argv)
     return setup_from(args), args
 
 
 def measure(plan, test, setup: Setup, study: dict, repeats: int) -> dict:
-    """Best-of-``repeats`` wall time of the full run to ``T_ref`` and of the early-exit run."""
+    """Best-of-``repeats`` wall time of the full run to ``T_ref`` and of the early-exit run
+    capped at ``T_ref`` (its ``T_max``), so that both stop by ``T_ref``."""
     from bsnn_bindsnet.early_exit import simulate_early_exit
     from bsnn_bindsnet.network import build_network
     from bsnn_bindsnet.simulate import simulate
@@ -50,7 +68,8 @@ def measure(plan, test, setup: Setup, study: dict, repeats: int) -> dict:
         full.append(time.perf_counter() - t0)
         net = build_network(plan)
         t0 = time.perf_counter()
-        run = simulate_early_exit(net, test, study["t_max"], study["threshold"],
+        threshold = math.inf if study["threshold"] is None else study["threshold"]
+        run = simulate_early_exit(net, test, study["t_ref"], threshold,
                                   batch_size=setup.batch_size, device=setup.device)
         exit_.append(time.perf_counter() - t0)
     saving = 1 - min(exit_) / min(full)
@@ -63,15 +82,21 @@ def measure(plan, test, setup: Setup, study: dict, repeats: int) -> dict:
 def plot(study: dict, path_10, path_11) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    thr = [r["threshold"] for r in study["sweep"]]
-    ax.plot(thr, [100 * r["accuracy"] for r in study["sweep"]], "C0")
+    finite = [r for r in study["sweep"] if r["threshold"] is not None]  # None: +inf
+    calib = [r for r in study["calib"]["sweep"] if r["threshold"] is not None]
+    thr = [r["threshold"] for r in finite]
+    ax.plot(thr, [100 * r["accuracy"] for r in finite], "C0", label="test")
+    ax.plot(thr, [100 * r["accuracy"] for r in calib], "C0", ls="--", lw=0.8,
+            label="calibration (selection)")
     ax.axhline(100 * study["accuracy_at_t_ref"], color="C0", ls=":", lw=0.8,
-               label=f"full run at T_ref={study['t_ref']}")
-    ax.axvline(study["threshold"], color="k", ls="--", lw=0.8, label="chosen threshold")
-    ax.set(xlabel="confidence threshold (readout max potential)", ylabel="accuracy (%)")
-    ax.legend(loc="lower right")
+               label=f"test, fixed T_ref={study['t_ref']}")
+    if study["threshold"] is not None:
+        ax.axvline(study["threshold"], color="k", ls="--", lw=0.8, label="chosen threshold")
+    ax.set(xlabel=f"confidence threshold (readout max potential), exit by T_ref={study['t_ref']}",
+           ylabel="accuracy (%)")
+    ax.legend(loc="lower right", fontsize=8)
     twin = ax.twinx()
-    twin.plot(thr, [r["mean_exit"] for r in study["sweep"]], "C1")
+    twin.plot(thr, [r["mean_exit"] for r in finite], "C1")
     twin.set_ylabel("mean exit timestep", color="C1")
     savefig(fig, path_10)
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -84,6 +109,16 @@ def plot(study: dict, path_10, path_11) -> None:
     savefig(fig, path_11)
 
 
+def _threshold(value: float | None) -> str:
+    return "inf (the fixed latency)" if value is None else f"{value:.3f}"
+
+
+def _saving(study: dict) -> str:
+    if study["no_saving"]:
+        return "no saving"
+    return f"saving {100 * study['timestep_saving']:.1f} % of the timesteps"
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.convert import ann_to_bsnn
@@ -91,23 +126,39 @@ def main(argv: Sequence[str] | None = None) -> dict:
     setup, args = parse_args(argv)
     model = load_model(trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)[args.model])
     calib, test = load_data(setup)
+    select = selection_data(calib, setup, args.select_limit)
     ann = ann_accuracy(model, test, setup)
+    ann_calib = ann_accuracy(model, select, setup)
     plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
                        build=False)
+    _, calib_result = simulate_curve(plan, select, setup, per_sample=True)
     row, result = simulate_curve(plan, test, setup, per_sample=True)
-    study = early_exit_study(result, plan, ann=ann, tolerance=args.tolerance)
+    study = early_exit_study(calib_result, result, plan, ann_calib=ann_calib, ann_test=ann,
+                             tolerance=args.tolerance)
     study.update(measure(plan, test, setup, study, args.repeats))
     plot(study, setup.out_dir / "fig10_early_exit.png", setup.out_dir / "fig11_exit_histogram.png")
     write_results(setup.out_dir, {**asdict(setup), **vars(args)},
                   {"curve": row, "early_exit": study})
-    print(f"\n{setup.dataset} {args.model}, {len(test)} test samples, SIF, v(0)=theta/2; "
-          f"ANN {100 * ann:.2f} %; reference: {study['reference']}\n")
-    print(f"full run: T_ref = {study['t_ref']} ({100 * study['accuracy_at_t_ref']:.2f} %), "
-          f"normalized #OPS {study['ops_at_t_ref']:.3f}")
-    print(f"early exit (threshold {study['threshold']:.3f}, T_max {study['t_max']}): "
-          f"{100 * study['exit_accuracy']:.2f} %, mean exit {study['mean_exit']:.2f} "
-          f"(saving {100 * study['timestep_saving']:.1f} % of the timesteps), normalized #OPS "
-          f"{study['ops_with_exit']:.3f}")
+    n, c, m = len(test), study["calib"], study["n_calib"]
+    print(f"\n{setup.dataset} {args.model}, SIF, v(0)=theta/2; chosen on {m} "
+          f"calibration images (training set), scored on {n} test images; accuracies in % "
+          "[95 % interval]\n")
+    print(f"calibration: ANN {format_accuracy(study['ann_calib'], m)}; "
+          f"T_ref = {study['t_ref']} (reference: {study['reference']}; "
+          f"{format_accuracy(c['accuracy_at_t_ref'], m)}); threshold "
+          f"{_threshold(study['threshold'])}: {format_accuracy(c['exit_accuracy'], m)}, "
+          f"mean exit {c['mean_exit']:.2f}")
+    print(f"test: ANN {format_accuracy(ann, n)}; fixed T_ref = {study['t_ref']}: "
+          f"{format_accuracy(study['accuracy_at_t_ref'], n)}, normalized #OPS "
+          f"{study['ops_at_t_ref']:.3f}")
+    print(f"test, early exit (threshold {_threshold(study['threshold'])}, exit by T_ref): "
+          f"{format_accuracy(study['exit_accuracy'], n)}, mean exit {study['mean_exit']:.2f} "
+          f"({_saving(study)}), normalized #OPS {study['ops_with_exit']:.3f}")
+    t = study["selected_on_test"]
+    print(f"for comparison, both chosen on test: T_ref = {t['t_ref']} "
+          f"({format_accuracy(t['accuracy_at_t_ref'], n)}, #OPS {t['ops_at_t_ref']:.3f}); "
+          f"threshold {_threshold(t['threshold'])}: {format_accuracy(t['exit_accuracy'], n)}, "
+          f"mean exit {t['mean_exit']:.2f} ({_saving(t)}), #OPS {t['ops_with_exit']:.3f}")
     print(f"wall clock: {study['full_seconds']:.2f} s full vs {study['exit_seconds']:.2f} s "
           f"early exit: saving {100 * study['wall_saving']:.1f} % "
           f"({study['wall_vs_timestep_saving'] or 0:.2f} of the timestep saving)")

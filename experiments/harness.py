@@ -5,6 +5,7 @@ simulated accuracy curve of a converted network (accuracy, IFR and normalized #O
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -112,41 +113,127 @@ def simulate_curve(plan: Any, test: Any, setup: Setup, *, timesteps: int | None 
     return row, result
 
 
-def early_exit_study(result: Any, plan: Any, *, ann: float, tolerance: float = 0.001,
-                     reference_tolerance: float | None = None, n_thresholds: int = 96) -> dict:
-    """Early exit on the per-sample traces of ``result`` (``simulate(..., per_sample=True)``).
+def add_selection_argument(p: argparse.ArgumentParser) -> None:
+    """Add ``--select-limit``: how many calibration images the selection run simulates."""
+    p.add_argument("--select-limit", type=int, default=None,
+                   help="simulate the first N images of the calibration split (a fixed subset "
+                        "of the training set) to choose T_ref and the early-exit threshold "
+                        "(default: all of it; with --smoke: 64; 0 = all)")
 
-    The reference is the fixed latency ``T_ref`` at which the full run first comes within
-    ``reference_tolerance`` (default ``tolerance``) of the ANN's accuracy ``ann`` (or, if it never does, of its own best
-    accuracy: ``reference`` says which). The chosen threshold is the one with the lowest mean
-    exit step whose accuracy stays within ``tolerance`` of the full run at ``T_ref``; samples
-    that never cross it stop at the run's ``T``.
-    """
-    from bsnn_bindsnet.analysis.early_exit import (exit_histogram, first_step_reaching,
-                                                   rates_until_exit, select_threshold, sweep,
-                                                   threshold_grid)
-    from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
+
+def selection_data(calib: Any, setup: Setup, select_limit: int | None) -> Any:
+    """The calibration images the selection run simulates: the first ``select_limit``
+    (``None`` or 0: all; ``None`` under ``--smoke``: 64)."""
+    from torch.utils.data import Subset
+
+    if select_limit is None and setup.smoke:
+        select_limit = 64
+    if select_limit:
+        return Subset(calib, range(min(select_limit, len(calib))))
+    return calib
+
+
+def _select_latency(result: Any, ann: float, ref_tol: float) -> tuple[str, int]:
+    """``(reference, T_ref)``: the first step within ``ref_tol`` of ``ann``, or if the run
+    never gets there, of its own best accuracy."""
+    from bsnn_bindsnet.analysis.early_exit import first_step_reaching
 
     acc = result.accuracy
-    ref_tol = tolerance if reference_tolerance is None else reference_tolerance
-    reference, t_ref = "ANN", first_step_reaching(acc, ann - ref_tol)
-    if t_ref is None:
-        reference, t_ref = "best of the run", first_step_reaching(acc, max(acc) - ref_tol)
-    runs = sweep(result.step_predictions, result.step_confidence, result.labels,
-                 threshold_grid(result.step_confidence, n_thresholds))
-    chosen = select_threshold(runs, acc[t_ref - 1] - tolerance)
-    met = chosen is not None
-    chosen = chosen or runs[-1]  # no threshold keeps the accuracy: everyone runs to T_max
+    t_ref = first_step_reaching(acc, ann - ref_tol)
+    if t_ref is not None:
+        return "ANN", t_ref
+    return "best of the run", first_step_reaching(acc, max(acc) - ref_tol)
+
+
+def _select(result: Any, ann: float, tolerance: float, ref_tol: float,
+            n_thresholds: int) -> dict:
+    """T_ref and the early-exit threshold (capped at T_ref) chosen on ``result``'s traces."""
+    from bsnn_bindsnet.analysis.early_exit import choose_exit, threshold_grid
+
+    reference, t_ref = _select_latency(result, ann, ref_tol)
+    grid = threshold_grid(result.step_confidence[:t_ref], n_thresholds)
+    chosen, runs = choose_exit(result.step_predictions, result.step_confidence, result.labels,
+                               t_ref, grid, tolerance)
+    return {"reference": reference, "t_ref": t_ref, "chosen": chosen, "runs": runs}
+
+
+def _score(result: Any, plan: Any, t_ref: int, threshold: float) -> dict:
+    """Fixed latency ``t_ref`` and the early exit at ``threshold`` capped at ``t_ref``, scored
+    on ``result``'s traces, with their 95 % intervals and normalized #OPS."""
+    from bsnn_bindsnet.analysis.early_exit import (early_exit, exit_histogram,
+                                                   rates_until_exit, timestep_saving)
+    from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
+    from bsnn_bindsnet.analysis.stats import accuracy_interval
+
+    run = early_exit(result.step_predictions, result.step_confidence, result.labels,
+                     threshold, t_cap=t_ref)
     ops = layer_ops(plan)
-    ifr = rates_until_exit(result.sample_spikes, result.layer_neurons, chosen.exit_steps)
-    return {"ann": ann, "tolerance": tolerance, "reference_tolerance": ref_tol,
-            "reference": reference, "t_ref": t_ref,
-            "accuracy_at_t_ref": acc[t_ref - 1], "t_max": result.timesteps,
-            "met": met, "threshold": chosen.threshold, "exit_accuracy": chosen.accuracy,
-            "mean_exit": chosen.mean_exit, "timestep_saving": 1 - chosen.mean_exit / t_ref,
+    ifr = rates_until_exit(result.sample_spikes, result.layer_neurons, run.exit_steps)
+    at_ref = result.accuracy[t_ref - 1]
+    return {"t_ref": t_ref, "threshold": None if threshold == math.inf else threshold,
+            "accuracy_at_t_ref": at_ref,
+            "accuracy_at_t_ref_interval": accuracy_interval(at_ref, result.n),
+            "exit_accuracy": run.accuracy,
+            "exit_accuracy_interval": accuracy_interval(run.accuracy, result.n),
+            "mean_exit": run.mean_exit, "no_saving": run.mean_exit >= t_ref,
+            "timestep_saving": timestep_saving(run.mean_exit, t_ref),
             "ops_at_t_ref": normalized_ops(ops, result.firing_rates(t_ref), timesteps=t_ref),
-            "ops_with_exit": normalized_ops(ops, ifr, timesteps=round(chosen.mean_exit)),
+            "ops_with_exit": normalized_ops(ops, ifr, timesteps=run.mean_exit),
             "ifr_with_exit": ifr,
-            "histogram": exit_histogram(chosen.exit_steps, result.timesteps).tolist(),
-            "sweep": [{"threshold": r.threshold, "accuracy": r.accuracy,
-                       "mean_exit": r.mean_exit} for r in runs]}
+            "histogram": exit_histogram(run.exit_steps, result.timesteps).tolist()}
+
+
+def _sweep_rows(runs: Any) -> list[dict]:
+    return [{"threshold": None if r.threshold == math.inf else r.threshold,
+             "accuracy": r.accuracy, "mean_exit": r.mean_exit} for r in runs]
+
+
+def early_exit_study(calib_result: Any, test_result: Any, plan: Any, *, ann_calib: float,
+                     ann_test: float, tolerance: float = 0.001,
+                     reference_tolerance: float | None = None, n_thresholds: int = 96) -> dict:
+    """Early exit: settings chosen on calibration traces, scored on test traces (both from
+    ``simulate(..., per_sample=True)`` of the same network and ``T_max``).
+
+    Selection (on ``calib_result``, a subset of the *training* set): the fixed latency
+    ``T_ref`` is the first step at which the run comes within ``reference_tolerance``
+    (default ``tolerance``) of the ANN's calibration accuracy ``ann_calib`` (or, if it never
+    does, of its own best accuracy: ``reference`` says which). Every sample exits at the first
+    step whose confidence exceeds the threshold and at ``T_ref`` at the latest; among a grid
+    of thresholds plus ``+inf`` (= the fixed latency itself), the chosen one has the lowest
+    mean exit step whose calibration accuracy stays within ``tolerance`` of the run at
+    ``T_ref`` (see :func:`~bsnn_bindsnet.analysis.early_exit.choose_exit`).
+
+    Scoring (on ``test_result``): the accuracy and normalized #OPS at that ``T_ref``, and the
+    early exit's accuracy, mean exit step and #OPS at that threshold, capped at ``T_ref``.
+    ``no_saving`` is true when the mean exit is not below ``T_ref`` (then the policy is the
+    fixed latency and ``timestep_saving`` is 0; it is never negative). ``met``: the test
+    early-exit accuracy is within ``tolerance`` of the test accuracy at ``T_ref``.
+    ``selected_on_test`` holds what choosing both on the test traces would have given, for
+    comparison only. ``threshold`` is None where it is ``+inf``.
+    """
+    ref_tol = tolerance if reference_tolerance is None else reference_tolerance
+    calib = _select(calib_result, ann_calib, tolerance, ref_tol, n_thresholds)
+    scored = _score(test_result, plan, calib["t_ref"], calib["chosen"].threshold)
+    on_test = _select(test_result, ann_test, tolerance, ref_tol, n_thresholds)
+    test_scored = _score(test_result, plan, on_test["t_ref"], on_test["chosen"].threshold)
+    test_sweep = early_exit_sweep_rows(test_result, calib["t_ref"], calib["runs"])
+    return {"ann": ann_test, "ann_calib": ann_calib, "n_calib": calib_result.n,
+            "n_test": test_result.n, "tolerance": tolerance, "reference_tolerance": ref_tol,
+            "reference": calib["reference"], "t_max": test_result.timesteps, **scored,
+            "met": scored["exit_accuracy"] >= scored["accuracy_at_t_ref"] - tolerance,
+            "calib": {"accuracy_at_t_ref": calib["runs"][-1].accuracy,
+                      "exit_accuracy": calib["chosen"].accuracy,
+                      "mean_exit": calib["chosen"].mean_exit,
+                      "sweep": _sweep_rows(calib["runs"])},
+            "selected_on_test": {"reference": on_test["reference"],
+                                 **{k: v for k, v in test_scored.items()
+                                    if k not in ("ifr_with_exit", "histogram")}},
+            "sweep": test_sweep}
+
+
+def early_exit_sweep_rows(result: Any, t_ref: int, runs: Any) -> list[dict]:
+    """The thresholds of ``runs`` evaluated on ``result``'s traces, capped at ``t_ref``."""
+    from bsnn_bindsnet.analysis.early_exit import sweep
+
+    return _sweep_rows(sweep(result.step_predictions, result.step_confidence, result.labels,
+                             [r.threshold for r in runs], t_cap=t_ref))

@@ -1,9 +1,12 @@
+import math
+
 import pytest
 import torch
 
-from bsnn_bindsnet.analysis.early_exit import (early_exit, exit_histogram, exit_steps,
-                                               first_step_reaching, rates_until_exit,
-                                               select_threshold, sweep, threshold_grid)
+from bsnn_bindsnet.analysis.early_exit import (choose_exit, early_exit, exit_histogram,
+                                               exit_steps, first_step_reaching,
+                                               rates_until_exit, select_threshold, sweep,
+                                               threshold_grid, timestep_saving)
 
 
 @pytest.fixture
@@ -78,3 +81,83 @@ def test_threshold_grid_spans_the_confidences(traces):
 def test_first_step_reaching():
     assert first_step_reaching([0.1, 0.5, 0.9, 0.8], 0.5) == 2
     assert first_step_reaching([0.1, 0.5], 0.95) is None
+
+
+def test_exit_steps_stop_at_the_cap(traces):
+    pred, conf, labels = traces
+    # > 1.0 with the cap at 2: sample 0 crosses at step 2, samples 1 (step 3) and 2 stop at 2
+    assert exit_steps(conf, 1.0, t_cap=2).tolist() == [2, 2, 2]
+    assert exit_steps(conf, 0.0, t_cap=2).tolist() == [1, 1, 1]
+    assert exit_steps(conf, 1.0, t_cap=4).tolist() == exit_steps(conf, 1.0).tolist()
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="t_cap must lie in"):
+            exit_steps(conf, 1.0, t_cap=bad)
+    capped = sweep(pred, conf, labels, [1.0], t_cap=2)[0]
+    assert capped.predictions.tolist() == [1, 0, 5] and capped.mean_exit == 2.0
+
+
+def test_infinite_threshold_with_the_cap_is_the_fixed_latency_run(traces):
+    pred, conf, labels = traces
+    # accuracy after each step: 1/3 (0, 0, 5), 2/3 (1, 0, 5), 2/3, 1 (1, 2, 5)
+    for t_ref, acc in ((1, 1 / 3), (2, 2 / 3), (3, 2 / 3), (4, 1.0)):
+        fixed = early_exit(pred, conf, labels, math.inf, t_cap=t_ref)
+        assert fixed.exit_steps.tolist() == [t_ref] * 3
+        assert fixed.predictions.tolist() == pred[t_ref - 1].tolist()
+        assert fixed.accuracy == pytest.approx(acc) and fixed.mean_exit == t_ref
+
+
+def test_timestep_saving_is_never_negative():
+    assert timestep_saving(3.0, 4) == pytest.approx(0.25)
+    assert timestep_saving(4.0, 4) == 0.0
+    assert timestep_saving(5.04, 4) == 0.0  # a policy slower than T_ref saves nothing
+
+
+def test_choose_exit_saves_where_a_threshold_keeps_the_accuracy(traces):
+    pred, conf, labels = traces
+    # T_ref = 4 (accuracy 1): as in the uncapped sweep, 2.0 keeps it with mean exit 11/3
+    chosen, runs = choose_exit(pred, conf, labels, 4, [10.0, 0.0, 2.0, 1.0], tolerance=0.0)
+    assert [r.threshold for r in runs] == [0.0, 1.0, 2.0, 10.0, math.inf]
+    assert chosen.threshold == 2.0 and chosen.mean_exit == pytest.approx(11 / 3)
+    # T_ref = 3 (accuracy 2/3), cap 3: 1.0 exits at 2, 3, 3 with 1, 0, 5 (2/3), mean 8/3;
+    # 2.0 exits at 3, 3, 3 (sample 1 would cross at 4): no faster than T_ref
+    chosen, runs = choose_exit(pred, conf, labels, 3, [0.0, 1.0, 2.0], tolerance=0.0)
+    assert [r.mean_exit for r in runs] == pytest.approx([1.0, 8 / 3, 3.0, 3.0])
+    assert chosen.threshold == 1.0 and chosen.accuracy == pytest.approx(2 / 3)
+    assert all(r.mean_exit <= 3 for r in runs)
+
+
+@pytest.fixture
+def confidently_wrong():
+    # 2 samples, T = 3: both predict 0 (wrong) at steps 1-2 and 1 (right) at step 3;
+    # sample 0 is confident from the start, sample 1 never much
+    conf = torch.tensor([[2.0, 0.1],
+                         [2.5, 0.2],
+                         [3.0, 0.3]])
+    pred = torch.tensor([[0, 0],
+                         [0, 0],
+                         [1, 1]])
+    return pred, conf, torch.tensor([1, 1])
+
+
+def test_choose_exit_reports_no_saving_when_the_fixed_latency_is_optimal(confidently_wrong):
+    pred, conf, labels = confidently_wrong
+    # T_ref = 3 (accuracy 1): any sample leaving before step 3 is wrong, so every finite
+    # threshold that exits anyone early loses accuracy; the rest stop everyone at 3
+    grid = threshold_grid(conf, n=8)
+    chosen, runs = choose_exit(pred, conf, labels, 3, grid, tolerance=0.0)
+    assert all(r.accuracy < 1.0 for r in runs if r.mean_exit < 3)
+    assert chosen.threshold == math.inf
+    assert chosen.mean_exit == 3.0 and chosen.accuracy == 1.0
+    assert chosen.exit_steps.tolist() == [3, 3] and timestep_saving(chosen.mean_exit, 3) == 0.0
+
+
+def test_choose_exit_tolerance_admits_a_cheaper_threshold(confidently_wrong):
+    pred, conf, labels = confidently_wrong
+    # capped at 3: 0.15 exits at 1, 2 (both wrong): 0, mean 1.5; 0.25 exits at 1, 3: 1/2,
+    # mean 2; 2.0 exits at 2, 3: 1/2, mean 2.5; +inf: 1, mean 3. Half a point allowed: 0.25
+    chosen, runs = choose_exit(pred, conf, labels, 3, [0.15, 0.25, 2.0], tolerance=0.5)
+    assert [(r.accuracy, r.mean_exit) for r in runs] == [(0.0, 1.5), (0.5, 2.0), (0.5, 2.5),
+                                                         (1.0, 3.0)]
+    assert chosen.threshold == 0.25
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        choose_exit(pred, conf, labels, 3, [0.25], tolerance=-0.1)

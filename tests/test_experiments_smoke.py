@@ -27,6 +27,14 @@ def test_experiment_smoke(name, tmp_path, runs):
     assert results["config"]["smoke"] is True
     for png in FIGURES[name]:
         assert (tmp_path / png).stat().st_size > 5_000
+    if name == "fig5_pooling":  # max-after both ways; every accuracy with its interval
+        rows = results["results"]
+        assert [rows[k]["maxpool_after"] for k in ("max-after (OR, paper)",
+                                                    "max-after (extra IF)")] == ["or", "if"]
+        for row in (r[label] for r in rows.values() for label in ("SNN", "B-SNN")):
+            assert len(row["accuracy_interval"]) == len(row["accuracy"])
+            low, high = row["final_accuracy_interval"]
+            assert low <= row["final_accuracy"] <= high and len(row["ann_interval"]) == 2
 
 
 def test_early_exit_study_is_consistent(tmp_path, runs):
@@ -43,6 +51,41 @@ def test_early_exit_study_is_consistent(tmp_path, runs):
     assert study["measured_mean_exit"] == pytest.approx(study["mean_exit"])
     if study["met"]:
         assert study["exit_accuracy"] >= study["accuracy_at_t_ref"] - study["tolerance"] - 1e-12
+    # chosen on 64 calibration images, scored on 64 test images; capped at T_ref
+    assert study["n_calib"] == 64 and study["n_test"] == 64
+    for chosen in (study, study["selected_on_test"]):
+        assert chosen["mean_exit"] <= chosen["t_ref"] and chosen["timestep_saving"] >= 0
+        assert chosen["no_saving"] == (chosen["mean_exit"] == chosen["t_ref"])
+        if chosen["no_saving"]:
+            assert chosen["timestep_saving"] == 0
+            assert chosen["exit_accuracy"] == chosen["accuracy_at_t_ref"]
+    assert sum(study["histogram"][study["t_ref"]:]) == 0  # nobody runs past T_ref
+    assert study["sweep"][-1]["threshold"] is None  # +inf: the fixed latency itself
+    assert study["sweep"][-1]["accuracy"] == study["accuracy_at_t_ref"]
+    assert study["calib"]["sweep"][-1]["mean_exit"] == study["t_ref"]
+
+
+def test_fig8_chooses_the_percentile_on_calibration():
+    from experiments.fig8_percentile import choose_percentile
+
+    assert choose_percentile({100.0: 0.5, 99.9: 0.3, 99.0: None}) == 99.9
+    assert choose_percentile({100.0: 0.3, 99.9: 0.3}) == 100.0  # ties: the first listed
+    assert choose_percentile({100.0: None, 99.9: None}) is None
+
+
+def test_fig8_smoke_reports_a_calibration_choice(tmp_path, runs):
+    from experiments import fig8_percentile
+
+    fig8_percentile.main(["--smoke", "--out-dir", str(tmp_path), "--percentiles", "100",
+                          "99.0", *runs])
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    choice = results["choice"]
+    assert choice["n_calib"] == 64 and set(results["calib_curves"]) == {"100.0", "99.0"}
+    if choice["percentile"] is not None:
+        calib = results["calib_curves"][str(choice["percentile"])]
+        assert choice["test_ops"] == results["curves"][str(choice["percentile"])][
+            "normalized_ops"][choice["t_calib"] - 1]
+        assert calib["ops_within_1pt"] == calib["normalized_ops"][choice["t_calib"] - 1]
 
 
 def test_table1_rows_and_fig9_reuses_fig6(tmp_path, runs):
@@ -51,8 +94,9 @@ def test_table1_rows_and_fig9_reuses_fig6(tmp_path, runs):
     rows = table1.main(["--smoke", "--out-dir", str(tmp_path / "t1"), *runs])
     assert set(rows) == {"SNN", "B-SNN"}
     for r in rows.values():
-        assert 0 < r["ops_at_t_ref"] and 0 < r["ops_with_exit"]
-        assert 1 <= r["mean_exit"] <= 16
+        assert 0 < r["ops_at_t_ref"] and 0 < r["ops_with_exit"] <= r["ops_at_t_ref"] + 1e-12
+        assert 1 <= r["mean_exit"] <= r["t_ref"] <= 16 and r["n_calib"] == 64
+        assert r["timestep_saving"] >= 0 and len(r["accuracy_at_t_ref_interval"]) == 2
     fig6 = fig6_reset_ifr.main(["--smoke", "--out-dir", str(tmp_path / "f6"), *runs])
     out = fig9_ops_accuracy.main(["--smoke", "--out-dir", str(tmp_path / "f9"), "--from",
                                   str(tmp_path / "f6" / "results.json")])
@@ -83,7 +127,11 @@ def test_xnor_bsnn_smoke_bindsnet_matches_pytorch(tmp_path, runs):
     assert set(res["xnor_max_error"].values()) == {0.0}
     for name, rates in res["ifr_per_step"].items():  # per-step rates add up to the IFR
         assert sum(rates) == pytest.approx(res["ifr"][name])
-    assert 0 < res["row_activations"]["total"]["ratio"]
+    energy = res["row_energy"]["total"]
+    assert 0 < energy["ratio"] == pytest.approx(energy["spikes_per_input"])
+    assert energy["break_even"] == 1.0
+    assert 0 < res["array_area"]["total"]["ratio"] < 1
+    assert res["xnor_check"]["images"] == res["n"] and res["xnor_check"]["bit_macs"] > 0
     assert (tmp_path / "imc.npz").stat().st_size > 0 and (tmp_path / "imc.json").exists()
 
 
