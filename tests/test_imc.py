@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bsnn_bindsnet.imc import (export_imc, layer_mac, pack_bits, row_activations, to_unipolar,
-                               xnor_mac)
+from bsnn_bindsnet.imc import (BREAK_EVEN_SPIKES, array_area, export_imc, layer_mac, pack_bits,
+                               row_activations, row_energy, to_unipolar, xnor_mac,
+                               xnor_macs_per_frame)
 
 
 def test_pack_bits_matches_numpy_packbits():
@@ -35,13 +36,16 @@ def test_xnor_mac_equals_the_float_mac_on_random_rows(seed):
     assert torch.equal(got, (o @ w.T).int())
 
 
-@pytest.mark.parametrize("stride, padding", [((1, 1), (1, 1)), ((2, 2), (0, 0))])
-def test_layer_mac_conv_and_residual_equal_the_float_conv(stride, padding):
+@pytest.mark.parametrize("c_in, kernel, stride, padding", [
+    (4, (3, 3), (1, 1), (1, 1)), (4, (3, 3), (2, 2), (0, 0)),
+    (11, (2, 3), (1, 2), (0, 1)),  # channels over a byte boundary, odd kernel and stride
+    (16, (3, 3), (1, 1), (1, 1))])
+def test_layer_mac_conv_and_residual_equal_the_float_conv(c_in, kernel, stride, padding):
     g = torch.Generator().manual_seed(1)
-    sign = (torch.randint(0, 2, (6, 4, 3, 3), generator=g) * 2 - 1).to(torch.int8)
+    sign = (torch.randint(0, 2, (6, c_in, *kernel), generator=g) * 2 - 1).to(torch.int8)
     syn = {"type": "conv", "binary": True, "sign": sign, "stride": stride, "padding": padding}
-    o1 = torch.randint(0, 2, (3, 4, 7, 7), generator=g).float()
-    o2 = torch.randint(0, 2, (3, 4, 7, 7), generator=g).float()
+    o1 = torch.randint(0, 2, (3, c_in, 7, 7), generator=g).float()
+    o2 = torch.randint(0, 2, (3, c_in, 7, 7), generator=g).float()
     ref = F.conv2d(o1 + 0.5 * o2, sign.float(), stride=stride, padding=padding)
     torch.testing.assert_close(layer_mac(syn, o1, residual=o2, factor=0.5).float(), ref)
     with pytest.raises(ValueError, match="binary spikes"):
@@ -54,7 +58,7 @@ def _plan_and_spikes():
 
     torch.manual_seed(0)
     model = DirectBSNN(("c8p", "c8", "c8r", "f16r"), input_shape=(1, 8, 8), num_classes=5,
-                       timesteps=4).eval()
+                       timesteps=4, residual_factor=0.5).eval()
     spikes = model.encode(torch.randn(6, 1, 8, 8), torch.Generator().manual_seed(0))
     with torch.no_grad():
         _, outs = model.run(spikes)
@@ -109,16 +113,127 @@ def test_export_imc_round_trips_without_this_package(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
 
 
-def test_row_activations_by_hand():
-    sign = torch.tensor([[1, -1, 1]], dtype=torch.int8)
-    syn = {"type": "linear", "binary": True, "sign": sign}
+def _linear_plan(n_in, sign, residual_sign=None):
+    """input -> a (n_in,) full precision -> b binary linear (+ a residual from ``input``)."""
     from bsnn_bindsnet.convert import BSNNPlan, LayerSpec
 
-    plan = BSNNPlan((3,), [LayerSpec("a", "if", (3,), "input", {"type": "linear",
-                                                                "binary": False}),
-                           LayerSpec("b", "if", (1,), "a", syn)], reset="subtract",
-                    v_init="zero", info={})
-    # layer a fired 4 spikes over 2 samples: 2 row activations per inference vs 2*3 for a BNN
-    got = row_activations(plan, {"a": torch.tensor([1.0, 0.0, 3.0])}, n_samples=2)
-    assert got["b"] == {"bnn": 6.0, "bsnn": 2.0, "ratio": pytest.approx(1 / 3)}
-    assert got["total"]["ratio"] == pytest.approx(1 / 3)
+    syn = {"type": "linear", "binary": True, "sign": torch.tensor(sign, dtype=torch.int8),
+           "scale": torch.ones(len(sign))}
+    res = None
+    if residual_sign is not None:
+        res = {"source": "input", "synapse": {
+            "type": "linear", "binary": True, "scale": torch.full((len(sign),), 0.5),
+            "sign": torch.tensor(residual_sign, dtype=torch.int8)}}
+    return BSNNPlan((n_in,), [
+        LayerSpec("a", "if", (n_in,), "input", {"type": "linear", "binary": False}),
+        LayerSpec("b", "if", (len(sign),), "a", syn, residual=res)],
+        reset="subtract", v_init="zero", info={})
+
+
+def test_row_energy_by_hand():
+    plan = _linear_plan(3, [[1, -1, 1]])
+    # layer a fired 1 + 0 + 3 spikes over 2 samples: 0.5, 0, 1.5 per inference. Each input
+    # feeds the one output position once. BNN: one of each input's two rows is active:
+    # 3 rows per inference; B-SNN: one row per spike: 2 per inference.
+    got = row_energy(plan, {"a": torch.tensor([1.0, 0.0, 3.0])}, n_samples=2)
+    assert got["b"] == {"bnn": 3.0, "bsnn": 2.0, "ratio": pytest.approx(2 / 3),
+                        "spikes_per_input": pytest.approx(2 / 3),
+                        "mean_spikes": pytest.approx(2 / 3), "break_even": 1.0}
+    assert got["total"]["ratio"] == pytest.approx(2 / 3)
+    # area: BNN 2*3 rows x 1 column = 6 cells; B-SNN 3 rows x (1 + dummy) columns = 6 cells
+    assert array_area(plan)["b"] == {"bnn_rows": 6, "bnn_cols": 1, "bnn_cells": 6,
+                                     "bsnn_rows": 3, "bsnn_cols": 2, "bsnn_cells": 6,
+                                     "ratio": 1.0}
+
+
+def test_row_activations_is_a_deprecated_alias_of_row_energy():
+    plan = _linear_plan(3, [[1, -1, 1]])
+    spikes = {"a": torch.tensor([1.0, 0.0, 3.0])}
+    with pytest.warns(DeprecationWarning, match="row_energy"):
+        got = row_activations(plan, spikes, n_samples=2)
+    assert got == row_energy(plan, spikes, n_samples=2)
+
+
+def test_two_input_two_output_linear_layer_energy_and_area_by_hand():
+    plan = _linear_plan(2, [[1, -1], [-1, -1]])
+    # spikes per inference: input 0 fires 1 in 2 samples (0.5), input 1 fires 2 (1.0).
+    got = row_energy(plan, {"a": torch.tensor([1.0, 2.0])}, n_samples=2)
+    # BNN: inputs are +-1, one of the two rows of each input is active: 2 active rows (both
+    # columns are read by the same row activation). B-SNN: 0.5 + 1.0 = 1.5 active rows.
+    assert got["b"]["bnn"] == 2.0 and got["b"]["bsnn"] == 1.5
+    assert got["b"]["ratio"] == got["b"]["spikes_per_input"] == 0.75
+    assert got["b"]["spikes_per_input"] < got["b"]["break_even"] == BREAK_EVEN_SPIKES == 1.0
+    # inputs at exactly one spike per inference: the break-even, same energy
+    even = row_energy(plan, {"a": torch.tensor([2.0, 2.0])}, n_samples=2)["b"]
+    assert even["bsnn"] == even["bnn"] == 2.0 and even["ratio"] == 1.0
+    # area: BNN 2 inputs x 2 rows = 4 rows x 2 columns = 8 cells; B-SNN 2 rows x (2 + 1 dummy)
+    # columns = 6 cells
+    area = array_area(plan)
+    assert area["b"] == {"bnn_rows": 4, "bnn_cols": 2, "bnn_cells": 8, "bsnn_rows": 2,
+                         "bsnn_cols": 3, "bsnn_cells": 6, "ratio": 0.75}
+    assert area["total"] == {"bnn_cells": 8, "bsnn_cells": 6, "ratio": 0.75}
+
+
+def test_a_residual_synapse_costs_energy_and_area_only_when_it_needs_its_own_rows():
+    spikes = {"a": torch.tensor([1.0, 2.0]), "input": torch.tensor([2.0, 0.0])}
+    shared = _linear_plan(2, [[1, -1], [-1, -1]], residual_sign=[[1, -1], [-1, -1]])
+    got = row_energy(shared, spikes, n_samples=2)
+    # the residual MAC from `input` (1.0 and 0 spikes per inference) reads the same rows
+    # once more: BNN 2 more active rows, B-SNN 1.0
+    assert got["b<-input"]["bnn"] == 2.0 and got["b<-input"]["bsnn"] == 1.0
+    assert got["total"]["bnn"] == 4.0 and got["total"]["bsnn"] == 2.5
+    assert got["total"]["ratio"] == got["total"]["spikes_per_input"] == 2.5 / 4
+    assert got["total"]["mean_spikes"] == (0.5 + 1.0 + 1.0 + 0.0) / 4
+    assert array_area(shared)["b"]["bnn_cells"] == 8  # same signs: no extra rows
+    own = _linear_plan(2, [[1, -1], [-1, -1]], residual_sign=[[1, 1], [-1, -1]])
+    assert array_area(own)["b"] == {"bnn_rows": 8, "bnn_cols": 2, "bnn_cells": 16,
+                                    "bsnn_rows": 4, "bsnn_cols": 3, "bsnn_cells": 12,
+                                    "ratio": 0.75}
+
+
+def _conv_plan(padding):
+    from bsnn_bindsnet.convert import BSNNPlan, LayerSpec
+
+    sign = torch.tensor([[[[1, -1], [-1, 1]]], [[[1, 1], [1, 1]]]], dtype=torch.int8)
+    syn = {"type": "conv", "binary": True, "sign": sign, "scale": torch.ones(2),
+           "stride": (1, 1), "padding": padding}
+    out = 2 + 2 * padding[0]
+    return BSNNPlan((1, 3, 3), [
+        LayerSpec("a", "if", (1, 3, 3), "input", {"type": "linear", "binary": False}),
+        LayerSpec("b", "if", (2, out, out), "a", syn)], reset="subtract", v_init="zero",
+        info={})
+
+
+def test_conv_energy_and_area_by_hand_with_border_fan_out():
+    # 1 channel 3x3 -> 2x2 kernel, no padding -> 2x2 output positions of 4 patch entries.
+    # Fan-out (output positions an input pixel feeds): corners 1, edges 2, centre 4:
+    #   1 2 1
+    #   2 4 2     sum 16 = 4 positions x 4 entries
+    #   1 2 1
+    plan = _conv_plan((0, 0))
+    counts = torch.tensor([[[3.0, 1.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]]])
+    got = row_energy(plan, {"a": counts}, n_samples=1)["b"]
+    # BNN: 16 active rows. B-SNN: corner 3 spikes x 1 + edge 1 x 2 + centre 2 x 4 = 13
+    assert got["bnn"] == 16.0 and got["bsnn"] == 13.0
+    assert got["ratio"] == got["spikes_per_input"] == 13 / 16
+    assert got["mean_spikes"] == pytest.approx(6 / 9)  # unweighted: not the energy ratio
+    # zero padding drives no row: with padding 1 every pixel feeds 4 of the 4x4 positions
+    padded = row_energy(_conv_plan((1, 1)), {"a": counts}, n_samples=1)["b"]
+    assert padded["bnn"] == 36.0 and padded["bsnn"] == 6 * 4
+    # area: n = 1 x 2 x 2 = 4 inputs, R = 2 channels, one array reused at every position:
+    # BNN 8 rows x 2 columns = 16 cells; B-SNN 4 rows x 3 columns = 12 cells
+    assert array_area(plan)["b"] == {"bnn_rows": 8, "bnn_cols": 2, "bnn_cells": 16,
+                                     "bsnn_rows": 4, "bsnn_cols": 3, "bsnn_cells": 12,
+                                     "ratio": 0.75}
+    # the XNOR check of one frame: 4 positions x 2 channels dot products of 4 bits each
+    assert xnor_macs_per_frame(plan)["b"] == {"dot_products": 8, "bit_macs": 32}
+
+
+def test_row_energy_names_missing_or_misshapen_counts():
+    plan = _linear_plan(3, [[1, -1, 1]])
+    with pytest.raises(KeyError, match="no spike counts for 'a'"):
+        row_energy(plan, {}, n_samples=1)
+    with pytest.raises(ValueError, match="have 2 entries"):
+        row_energy(plan, {"a": torch.ones(2)}, n_samples=1)
+    with pytest.raises(ValueError, match="n_samples must be positive"):
+        row_energy(plan, {"a": torch.ones(3)}, n_samples=0)
