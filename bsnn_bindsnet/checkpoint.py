@@ -6,21 +6,34 @@ the previous file intact.
 
 A *model file* (``model.pt``) holds ``{"format", "model", "model_kwargs", "state_dict", "meta"}``:
 enough to rebuild the network with :func:`bsnn_bindsnet.ann.models.get_model` and load it.
+
+Integrity: :func:`atomic_save` adds to a saved dict the SHA-256 of each tensor (dtype, shape
+and bytes) and of the rest of each top-level entry (:data:`INTEGRITY_KEY`);
+:func:`safe_torch_load` recomputes them and refuses a file whose content changed since it was
+written, naming the entry, and any file holding NaN/inf in a floating-point tensor. Files
+written before the hash was recorded load with a logged note that they are unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 from torch import nn
 
+log = logging.getLogger(__name__)
+
 MODEL_FORMAT = "bsnn-bindsnet/ann-model-v1"
+INTEGRITY_KEY = "_integrity"
+INTEGRITY_ALGORITHM = "sha256-v1"
+_UNCHECKED_NOTED: set[str] = set()
 
 
 class CheckpointError(ValueError):
@@ -47,8 +60,88 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` that never leaves ``path`` half-written."""
+    """``torch.save`` that never leaves ``path`` half-written; a dict gets its content hashes
+    under :data:`INTEGRITY_KEY` (checked by :func:`safe_torch_load`)."""
+    if isinstance(obj, Mapping):
+        obj = {**obj, INTEGRITY_KEY: {"algorithm": INTEGRITY_ALGORITHM,
+                                      "entries": content_digests(obj)}}
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    t = t.detach().cpu().contiguous().reshape(-1)
+    h = hashlib.sha256(f"{t.dtype};{t.numel()};".encode())
+    h.update(t.view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _walk(value: Any, path: str, skeleton: Any, tensors: dict[str, torch.Tensor]) -> None:
+    """Feed ``value``'s structure and plain values to ``skeleton``; collect its tensors."""
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value
+        skeleton.update(f"T{list(value.shape)};".encode())
+    elif isinstance(value, Mapping):
+        skeleton.update(f"D{len(value)};".encode())
+        for k, v in value.items():
+            skeleton.update(f"K{type(k).__name__}:{k!r};".encode())
+            _walk(v, f"{path}.{k}", skeleton, tensors)
+    elif isinstance(value, (list, tuple)):
+        skeleton.update(f"{type(value).__name__}{len(value)};".encode())
+        for i, v in enumerate(value):
+            _walk(v, f"{path}.{i}", skeleton, tensors)
+    else:
+        skeleton.update(f"V{type(value).__name__}:{value!r};".encode())
+
+
+def _entries(obj: Mapping[str, Any]) -> Iterator[tuple[str, Any, dict[str, torch.Tensor]]]:
+    for key, value in obj.items():
+        if key == INTEGRITY_KEY:
+            continue
+        skeleton, tensors = hashlib.sha256(), {}
+        _walk(value, str(key), skeleton, tensors)
+        yield str(key), skeleton, tensors
+
+
+def content_digests(obj: Mapping[str, Any]) -> dict[str, str]:
+    """SHA-256 of every tensor (by dotted path, e.g. ``state_dict.fc.weight``) and of the
+    non-tensor rest of every top-level entry (by its key)."""
+    digests = {}
+    for key, skeleton, tensors in _entries(obj):
+        if not (len(tensors) == 1 and key in tensors):  # not a bare tensor
+            digests[key] = skeleton.hexdigest()
+        digests.update({p: _tensor_digest(t) for p, t in tensors.items()})
+    return digests
+
+
+def _check_content(blob: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse a file whose recorded hashes do not match, or that holds non-finite floats."""
+    record = blob.pop(INTEGRITY_KEY, None)
+    if record is None:
+        ours = str(blob.get("format", "")).startswith("bsnn-bindsnet/")
+        if ours and str(path) not in _UNCHECKED_NOTED:
+            _UNCHECKED_NOTED.add(str(path))
+            log.warning("%s records no content hash (written before integrity checks); "
+                        "loaded unchecked", path)
+    else:
+        expected = record.get("entries") if isinstance(record, Mapping) else None
+        if not isinstance(expected, Mapping) or record.get("algorithm") != INTEGRITY_ALGORITHM:
+            raise CheckpointError(f"{path} is damaged: its integrity record is unreadable "
+                                  f"(expected {INTEGRITY_ALGORITHM!r} digests)")
+        actual = content_digests(blob)
+        damaged = [k for k in dict.fromkeys([*expected, *actual])
+                   if expected.get(k) != actual.get(k)]
+        if damaged:
+            more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+            verb = "matches" if len(damaged) == 1 else "match"
+            raise CheckpointError(f"{path} is damaged: {', '.join(damaged[:3])}{more} no "
+                                  f"longer {verb} the SHA-256 recorded when the file was "
+                                  "written; restore the file or write it again")
+    for _, _, tensors in _entries(blob):
+        for name, t in tensors.items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                bad = int((~torch.isfinite(t)).sum())
+                raise CheckpointError(f"{path}: {name} holds {bad} NaN/inf values; expected "
+                                      "finite weights")
 
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
@@ -93,14 +186,37 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, name: str,
                         "state_dict": model.state_dict(), "meta": dict(meta or {})}, path)
 
 
+def _unreadable_reason(path: str | os.PathLike, err: Exception) -> str:
+    """Why ``torch.load`` failed, in one short clause (torch's own text spans many lines and
+    advises ``weights_only=False``, which is no help for a file that is not a checkpoint)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "the file is empty"
+    # torch.save writes a zip archive (PK..); files of torch < 1.6 begin with a pickle (0x80)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        return f"not a file written by torch.save (it begins {head!r})"
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0]
+    first = " ".join(text.split()).split(". ")[0][:200] or "no details"  # its first sentence
+    return f"{type(err).__name__}: {first}"
+
+
 def safe_torch_load(path: str | os.PathLike, *, what: str) -> Any:
     """``torch.load`` (weights only, to the CPU) that reports an unreadable file as a
-    :class:`CheckpointError` naming the file and what was expected."""
+    :class:`CheckpointError` naming the file and what was expected, in one line.
+
+    A dict is checked against the hashes :func:`atomic_save` recorded (which are removed from
+    it) and for NaN/inf in its floating-point tensors; see the module docstring."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip and torch errors all mean "not such a file"
-        raise CheckpointError(f"{path} cannot be read as {what} ({type(err).__name__}: "
-                              f"{err})") from err
+        raise CheckpointError(f"{path} cannot be read as {what}: "
+                              f"{_unreadable_reason(path, err)}") from err
+    if isinstance(blob, dict):
+        _check_content(blob, path)
+    return blob
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:

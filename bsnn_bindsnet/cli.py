@@ -9,14 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bsnn_bindsnet import __version__
 
 # Errors that come from what the user asked for: reported in one line, exit status 2.
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError,
                 NotImplementedError)
+
+# The keys of bsnn_bindsnet.data.DATASETS, spelled out so that arguments are checked before
+# torch is imported (a test keeps the two equal).
+DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar100", "imagenet")
+# Files `bsnn train` writes into its --out folder, and `bsnn simulate` into its own.
+RUN_FILES = ("checkpoint.pt", "model.pt", "metrics.csv", "metrics.json", "config.json")
+SIMULATION_FILES = ("simulation.json", "accuracy.csv", "accuracy.png")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -104,21 +113,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "calib", "test"))
     p.add_argument("--data-root")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from bsnn_bindsnet.ann.train import evaluate
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.data import load_dataset, make_loader
 
+    device = _torch_device(args.device)
     dataset = _model_dataset(args.model, args.dataset)
-    model = load_model(args.model).to(torch.device(args.device))
+    model = load_model(args.model).to(device)
     data = load_dataset(dataset, args.split, data_root=args.data_root)
     stats = evaluate(model, make_loader(data, batch_size=args.batch_size, shuffle=False),
-                     device=args.device)
+                     device=device)
     print(json.dumps({"model": args.model, "dataset": dataset, "split": args.split,
                       "accuracy": stats.acc, "loss": stats.loss, "n": stats.n}))
     return 0
@@ -147,7 +155,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-size", type=int, help="calibration samples (dataset default)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false",
                    help="skip measuring the ANN's test accuracy")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (never the input model)")
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -161,6 +171,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     from bsnn_bindsnet.direct.model import DirectBSNN
 
+    device = _torch_device(args.device)
     dataset = _model_dataset(args.model, args.dataset)
     model = load_model(args.model)
     if isinstance(model, DirectBSNN):  # direct route: fold batch-norm, no threshold balancing
@@ -172,14 +183,14 @@ def _run_convert(args: argparse.Namespace) -> int:
                              calib_size=args.calib_size)
         plan = ann_to_bsnn(model, calib, percentile=args.percentile, statistic=args.statistic,
                            reset=args.reset, v_init=args.v_init,
-                           maxpool_after=args.maxpool_after, device=args.device, build=False)
+                           maxpool_after=args.maxpool_after, device=device, build=False)
     plan.info.update(dataset=dataset, model_file=str(args.model),
                      model=read_model_file(args.model)["model"])
     if args.evaluate:
         test = load_dataset(dataset, "test", data_root=args.data_root)
         plan.info["ann_test_acc"] = evaluate(model, make_loader(test, batch_size=256,
                                                                 shuffle=False),
-                                             device=args.device).acc
+                                             device=device).acc
     save_plan(plan, args.out)
     print(json.dumps({"out": args.out, "layers": [layer.name for layer in plan.layers],
                       "thresholds": {layer.name: torch.as_tensor(layer.thresh).tolist()
@@ -202,12 +213,14 @@ def _add_simulate(sub: argparse._SubParsersAction) -> None:
                    "trained model's own Poisson coding), else current")
     p.add_argument("--dataset", help="defaults to the dataset recorded at conversion")
     p.add_argument("--split", default="test", choices=("train", "calib", "test"))
-    p.add_argument("--limit", type=int, help="only the first N samples")
+    p.add_argument("--limit", type=int, help="only the first N samples (N >= 1)")
     p.add_argument("--data-root")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results of an earlier simulation in --out")
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
@@ -222,18 +235,19 @@ def _run_simulate(args: argparse.Namespace) -> int:
     from bsnn_bindsnet.network import build_network, load_plan
     from bsnn_bindsnet.report import accuracy_table, plot_accuracy, write_accuracy_csv
 
+    device = _torch_device(args.device)
     plan = load_plan(args.network)
     dataset = args.dataset or plan.info.get("dataset")
     if not dataset:
         raise ValueError(f"{args.network} does not record its dataset; pass --dataset")
     data = load_dataset(dataset, args.split, data_root=args.data_root)
-    if args.limit:
+    if args.limit is not None:  # >= 1, checked by _check_simulate
         data = Subset(data, range(min(args.limit, len(data))))
     encoding = args.encoding or plan.info.get("encoding", "current")
     # under torchrun each rank simulates a shard; rank 0 writes the merged result
     result = simulate_sharded(build_network(plan), data, args.timesteps,
                               one_step=args.mode == "one-step", encoding=encoding,
-                              batch_size=args.batch_size, device=args.device,
+                              batch_size=args.batch_size, device=device,
                               generator=torch.Generator().manual_seed(args.seed),
                               progress=args.progress and world()[0] == 0)
     if world()[0] != 0:
@@ -241,7 +255,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     name = Path(args.network).stem
     # the ANN's accuracy recorded at conversion is over the whole test split
-    same_data = args.split == "test" and not args.limit and dataset == plan.info.get("dataset")
+    same_data = args.split == "test" and args.limit is None and dataset == plan.info.get("dataset")
     ann = {name: plan.info["ann_test_acc"]} if same_data and "ann_test_acc" in plan.info else None
     summary = {**result.summary(), "network": str(args.network), "dataset": dataset,
                "split": args.split, "processes": world()[1], "conversion": plan.info}
@@ -262,6 +276,152 @@ def _model_dataset(model: str, dataset: str | None) -> str:
     if not dataset:
         raise ValueError(f"{model} does not record its dataset; pass --dataset")
     return dataset
+
+
+def _torch_device(name: str) -> str:
+    """``--device`` checked against this machine (``auto``: CUDA when there is one)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; expected cpu, cuda, cuda:N or "
+                         "auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: CUDA is not available on this machine; use "
+                         "--device cpu")
+    return name
+
+
+# ------------------------------------------------------------------ checks before any import
+# Everything below runs before torch or BindsNET is imported (about 8 s), so a mistyped
+# argument or an output that would replace a user's file is reported at once.
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (symlinks and hard links included)."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _at_least(flag: str, value: int | None, low: int, hint: str = "") -> None:
+    if value is not None and value < low:
+        raise ValueError(f"{flag} must be >= {low}{hint}, got {value}")
+
+
+def _check_dataset(name: str | None) -> None:
+    if name is not None and name not in DATASET_NAMES:
+        raise ValueError(f"--dataset {name!r} is unknown; expected one of "
+                         f"{', '.join(DATASET_NAMES)}")
+
+
+_MODEL_FILE = ("model file", "a model.pt written by `bsnn train`")
+_NETWORK_FILE = ("converted network", "a file written by `bsnn convert`")
+
+
+def _check_input_file(path: str, kind: tuple[str, str], flag: str = "") -> None:
+    name, expected = kind
+    where = f"{flag} {path}" if flag else path
+    if Path(path).is_dir():
+        raise ValueError(f"{where} is a directory; expected {expected}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{flag + ': ' if flag else ''}no {name} at {path} (expected "
+                                f"{expected})")
+
+
+def _check_no_file_parent(flag: str, path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{flag} {path}: {parent} is a file, not a folder")
+            return
+
+
+def _check_train(args: argparse.Namespace) -> None:
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--train-subset", args.train_subset)):
+        _at_least(flag, value, 1)
+    _at_least("--num-workers", args.num_workers, 0)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite: pass one (continue the run in --out, or "
+                         "start it again)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; expected a folder for the run "
+                         f"({', '.join(RUN_FILES)})")
+    _check_no_file_parent("--out", out)
+    if args.init_from:
+        _check_input_file(args.init_from, _MODEL_FILE, "--init-from")
+        if any(_same_file(args.init_from, out / name) for name in RUN_FILES):
+            raise ValueError(f"--init-from {args.init_from} is a file of --out {out}, which "
+                             "this run rewrites; choose another --out")
+    if args.resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}")
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not args.overwrite:
+        if "checkpoint.pt" in found:
+            raise FileExistsError(f"{out} already holds a training run; pass --resume to "
+                                  "continue it or --overwrite to start again (or choose "
+                                  "another --out)")
+        raise FileExistsError(f"{out} already holds {', '.join(found)} (no checkpoint.pt to "
+                              "resume); pass --overwrite to replace them or choose another "
+                              "--out")
+
+
+def _check_evaluate(args: argparse.Namespace) -> None:
+    _check_input_file(args.model, _MODEL_FILE)
+    _check_dataset(args.dataset)
+    _at_least("--batch-size", args.batch_size, 1)
+
+
+def _check_convert(args: argparse.Namespace) -> None:
+    _check_input_file(args.model, _MODEL_FILE)
+    _check_dataset(args.dataset)
+    if not 0 < args.percentile <= 100:
+        raise ValueError(f"--percentile must be in (0, 100] (100 = the max), got "
+                         f"{args.percentile:g}")
+    _at_least("--calib-size", args.calib_size, 1)
+    out = Path(args.out)
+    if _same_file(args.model, out):
+        raise ValueError(f"--out {out} is the input model; choose another file (the model "
+                         "would be replaced by the converted network)")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; expected a file for the converted "
+                         f"network, e.g. {out / 'snn.pt'}")
+    _check_no_file_parent("--out", out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it "
+                              "(or choose another --out)")
+
+
+def _check_simulate(args: argparse.Namespace) -> None:
+    _check_input_file(args.network, _NETWORK_FILE)
+    _check_dataset(args.dataset)
+    _at_least("--limit", args.limit, 1, " (omit it for the whole set)")
+    _at_least("--timesteps", args.timesteps, 1)
+    _at_least("--batch-size", args.batch_size, 1)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; expected a folder for "
+                         f"{', '.join(SIMULATION_FILES)}")
+    _check_no_file_parent("--out", out)
+    if any(_same_file(args.network, out / name) for name in SIMULATION_FILES):
+        raise ValueError(f"--out {out} would replace the input network {args.network}; "
+                         "choose another --out")
+    found = [name for name in SIMULATION_FILES if (out / name).exists()]
+    if found and not args.overwrite:
+        raise FileExistsError(f"--out {out} already holds {', '.join(found)}; pass "
+                              "--overwrite to replace them (or choose another --out)")
+
+
+_CHECKS = {"train": _check_train, "evaluate": _check_evaluate, "convert": _check_convert,
+           "simulate": _check_simulate}
 
 
 def _run_presets(args: argparse.Namespace) -> int:
@@ -300,13 +460,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     status = 1
     try:
+        if args.command in _CHECKS:
+            _CHECKS[args.command](args)
         status = _COMMANDS[args.command](args)
         return status
     except _USER_ERRORS as err:
         print(f"bsnn {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        hint = "; the last completed epoch is saved (--resume)" if args.command == "train" else ""
+    except KeyboardInterrupt as err:
+        # fit() says what it saved; an interruption before it started saved nothing
+        hint = getattr(err, "hint", "; nothing was saved" if args.command == "train" else "")
         print(f"bsnn {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     finally:

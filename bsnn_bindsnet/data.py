@@ -184,6 +184,16 @@ def _normalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
     return (x - mean) / std
 
 
+def _check_labels(info: DatasetInfo, labels: torch.Tensor, source: str | os.PathLike) -> None:
+    """Every label a class index of ``info``: a foreign or damaged label file would otherwise
+    only show as a wrong accuracy."""
+    bad = labels[(labels < 0) | (labels >= info.n_classes)]
+    if bad.numel():
+        raise ValueError(f"{info.name}: {source} holds label {int(bad[0])} ({bad.numel()} "
+                         f"labels in all) outside [0, {info.n_classes}); expected class "
+                         f"indices of its {info.n_classes} classes")
+
+
 def _split_tensors(x: torch.Tensor, y: torch.Tensor, split: str, calib_size: int) -> Dataset:
     if split == "calib":
         idx = calib_indices(len(x), calib_size)
@@ -265,6 +275,7 @@ def _load_idx_dataset(info: DatasetInfo, split: str, data_root: str | os.PathLik
                          "pass `--data-root DIR` pointing at the IDX files")
     log.info("%s: reading IDX files from %s", info.name, directory)
     images, labels = _load_idx_split(directory, "t10k" if split == "test" else "train")
+    _check_labels(info, labels, directory)
     x = _normalize(images.unsqueeze(1).float().div(255.0), info)
     return _split_tensors(x, labels, split, calib_size)
 
@@ -310,6 +321,7 @@ def _load_cifar100(info: DatasetInfo, split: str, data_root: str | os.PathLike |
     log.info("cifar100: reading %s", path)
     stat = path.stat()
     images, labels = _decode_cifar(str(path.resolve()), (stat.st_size, stat.st_mtime_ns))
+    _check_labels(info, labels, path)
     if split == "calib":
         idx = calib_indices(len(images), calib_size)
         images, labels = images[idx], labels[idx]

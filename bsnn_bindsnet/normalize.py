@@ -16,6 +16,7 @@ top-k. Two readings of "percentile of the activations" are supported (``statisti
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -63,6 +64,15 @@ class StreamingPercentile:
         return v_lo + (v_hi - v_lo) * (self.pos - lo)
 
 
+def _refuse_loader(data: object, what: str) -> None:
+    """A ``DataLoader`` already batches; the converter and the simulator batch themselves."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(data, DataLoader):
+        raise TypeError(f"{what} is a DataLoader; pass its Dataset (loader.dataset) or a "
+                        "tensor instead (batching is done here, with batch_size)")
+
+
 def _batches(calibration: Tensor | Iterable, batch_size: int) -> Iterable[Tensor]:
     if isinstance(calibration, Tensor):
         yield from calibration.split(batch_size)
@@ -93,14 +103,19 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
 
     Returns:
         Name -> :math:`\lambda`, a positive float. A layer that never activates on the
-        calibration data gets 1.0 (its neurons cannot fire in the ANN either).
+        calibration data gets 1.0 (its neurons cannot fire in the ANN either) and a
+        ``UserWarning`` naming it.
 
     Raises:
-        ValueError: a percentile of 0 on a layer that does activate (too low a percentile for
-            sparse activations: the threshold would be 0).
+        ValueError: no point active on any calibration sample (all-zero or wrongly
+            normalized data: every threshold would be a guess); a percentile of 0 on a layer
+            that does activate (too low a percentile for sparse activations: the threshold
+            would be 0).
+        TypeError: ``calibration`` is a ``DataLoader`` (pass its dataset).
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
+    _refuse_loader(calibration, "calibration")
     n = len(calibration)
     if n == 0:
         raise ValueError("the calibration set is empty; expected at least one sample")
@@ -139,6 +154,14 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
     if unused:
         raise ValueError(f"{unused} never ran in the model's forward pass; expected every "
                          "point to be a module the model calls")
+    dead = [name for name in points if float(trackers[name].top.max()) <= 0]
+    if len(dead) == len(points):
+        raise ValueError(f"no layer is active on the calibration data ({n} samples; every "
+                         f"activation of {dead} is 0); expected training samples normalized "
+                         "as for training")
+    for name in dead:
+        warnings.warn(f"{name} never activates on the calibration data ({n} samples); its "
+                      "lambda falls back to 1.0", UserWarning, stacklevel=2)
     lambdas = {}
     for name, tracker in trackers.items():
         lam = tracker.result()

@@ -201,6 +201,11 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     Returns:
         A :class:`SimResult`.
     """
+    from torch.utils.data import DataLoader
+
+    if isinstance(data, DataLoader):
+        raise TypeError("data is a DataLoader; pass its Dataset (loader.dataset) or a tensor "
+                        "pair (X, Y) instead (simulate batches it itself, with batch_size)")
     if timesteps < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     if encoding not in ENCODINGS:
@@ -208,6 +213,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     if _length(data) == 0:
         raise ValueError("the data set is empty; expected at least one sample")
     shape = tuple(network.layers[INPUT].shape)
+    n_classes = network.layers[READOUT].n
     layers = [name for name in network.layers if name not in (INPUT, READOUT)]
     counter = SpikeCounter(network, layers, timesteps, per_neuron=per_neuron)
     tracker = ReadoutTracker(network, timesteps)
@@ -236,7 +242,13 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
                 if not torch.isfinite(x).all():
                     raise ValueError("the input holds NaN/inf values; expected finite, "
                                      "normalized data")
-                x, y = x.to(device), torch.as_tensor(y).to(device)
+                y = torch.as_tensor(y)
+                bad = y[(y < 0) | (y >= n_classes)]
+                if bad.numel():
+                    raise ValueError(f"label {int(bad[0])} is outside [0, {n_classes}) (the "
+                                     f"readout has {n_classes} neurons); expected class "
+                                     "indices")
+                x, y = x.to(device), y.to(device)
                 network.reset_state_variables()  # also resets the two monitors
                 inputs = {INPUT: encode(x, timesteps, encoding=encoding, generator=generator)}
                 network.run(inputs=inputs, time=timesteps, one_step=one_step)

@@ -191,13 +191,14 @@ def test_activation_scales_argument_errors(model):
         activation_scales(model, {"relu": model.relu}, X[:0])
 
 
-def test_activation_scales_layer_that_never_activates_gets_one():
+def test_activation_scales_no_active_layer_is_an_error():
     model = tiny_model()
     with torch.no_grad():
         model.fc.weight.fill_(-1.0)
     positive = X.abs() + 0.5  # every pre-activation is negative: relu is all zeros
-    lam = activation_scales(model, {"relu": model.relu}, positive, percentile=100)
-    assert lam == {"relu": 1.0}
+    with pytest.raises(ValueError, match=r"no layer is active on the calibration data "
+                                         r"\(4 samples; every activation of \['relu'\] is 0\)"):
+        activation_scales(model, {"relu": model.relu}, positive, percentile=100)
 
 
 def test_zero_percentile_of_an_active_layer_is_an_error_and_a_dead_layer_gets_one():
@@ -212,7 +213,13 @@ def test_zero_percentile_of_an_active_layer_is_an_error_and_a_dead_layer_gets_on
         activation_scales(model, {"relu": relu}, x, percentile=20)
     # 99th percentile: pos = 0.99 * 7 = 6.93 -> 3 + 0.93 * (4 - 3)
     assert activation_scales(model, {"relu": relu}, x, percentile=99)["relu"] == pytest.approx(3.93)
-    dead = nn.Sequential(nn.Linear(1, 1, bias=False), nn.ReLU())
+    # beside an active layer, a dead one gets 1.0 and a warning naming it
+    dead = nn.Sequential(nn.Linear(1, 1, bias=False), nn.ReLU(), nn.Linear(1, 1, bias=False),
+                         nn.ReLU())
     with torch.no_grad():
-        dead[0].weight.fill_(-1.0)
-    assert activation_scales(dead, {"r": dead[1]}, x, percentile=99.7) == {"r": 1.0}
+        dead[0].weight.fill_(1.0)  # relu 1 outputs x = 1..4
+        dead[2].weight.fill_(-1.0)  # relu 2 outputs 0 for every x > 0
+    with pytest.warns(UserWarning, match=r"^r2 never activates on the calibration data "
+                                         r"\(4 samples\); its lambda falls back to 1.0$"):
+        lam = activation_scales(dead, {"r1": dead[1], "r2": dead[3]}, x, percentile=100)
+    assert lam == {"r1": 4.0, "r2": 1.0}

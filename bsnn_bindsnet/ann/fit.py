@@ -38,6 +38,8 @@ from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_save, atomic_write
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "bsnn-bindsnet/train-checkpoint-v1"
+# Files a run writes into out_dir (``bsnn train`` checks the same list before importing torch).
+RUN_FILES = ("checkpoint.pt", "model.pt", "metrics.csv", "metrics.json", "config.json")
 # Fields that may differ between an interrupted run and its resumption.
 _RESUME_FREE = ("epochs", "device", "num_workers", "progress", "data_root", "download")
 
@@ -157,6 +159,26 @@ def _check_resumable(saved: dict[str, Any], cfg: RunConfig, path: Path) -> None:
                               + "; ".join(diff) + ")")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`; :attr:`hint` says what is saved (``bsnn train`` prints it).
+
+    Attributes:
+        out: The run folder.
+        saved_epoch: The epoch ``out/checkpoint.pt`` holds for this run, 0 if none.
+    """
+
+    def __init__(self, out: Path, saved_epoch: int) -> None:
+        super().__init__(str(out))
+        self.out, self.saved_epoch = out, saved_epoch
+
+    @property
+    def hint(self) -> str:
+        if self.saved_epoch == 0:
+            return "; no epoch had finished, nothing was saved"
+        return (f"; epoch {self.saved_epoch} is saved in {self.out} (--resume continues "
+                "from it)")
+
+
 def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         on_batch: Callable[[int, int, float], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
@@ -178,7 +200,22 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     on an equal share of the epoch's seeded permutation with ``batch_size // world_size``
     samples per step (the global batch stays the recipe's), the training loss and accuracy
     are summed over ranks, and only rank 0 writes files.
+
+    Raises:
+        TrainingInterrupted: on Ctrl-C, saying which epoch (if any) the checkpoint holds.
     """
+    saved = [0]  # the epoch out_dir/checkpoint.pt holds for this run
+    try:
+        return _fit(cfg, resume=resume, overwrite=overwrite, on_batch=on_batch,
+                    on_epoch=on_epoch, saved=saved)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(Path(cfg.out_dir), saved[0]) from None
+
+
+def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
+         on_batch: Callable[[int, int, float], None] | None,
+         on_epoch: Callable[[dict[str, Any]], None] | None,
+         saved: list[int]) -> list[dict[str, Any]]:
     from bsnn_bindsnet.data import dataset_info, load_dataset, make_loader
     from bsnn_bindsnet.distributed import all_sum, epoch_shard, init
 
@@ -190,6 +227,11 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     if ckpt_path.exists() and not (resume or overwrite):
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue "
                               "it or --overwrite to start again (or choose another --out)")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found and not (resume or overwrite):
+        raise FileExistsError(f"{out} already holds {', '.join(found)} (no checkpoint.pt to "
+                              "resume); pass --overwrite to replace them or choose another "
+                              "--out")
     if resume and not ckpt_path.exists():
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
     if spec.hybrid and not cfg.init_from and not resume:
@@ -216,6 +258,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         load_state_checked(model, state["model"], source=str(ckpt_path))
         optimizer.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
+        saved[0] = start
         log.info("resuming %s after epoch %d", out, start)
     elif cfg.init_from:
         _init_from(model, cfg.init_from, name=spec.model, quant=spec.quant,
@@ -271,6 +314,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         atomic_save({"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": asdict(cfg),
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "history": history}, ckpt_path)
+        saved[0] = epoch + 1
         _write_metrics(out, history)
         if on_epoch is not None:
             on_epoch(row)
