@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from torch.utils.data import Subset
 
     from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
+    from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.data import load_dataset
     from bsnn_bindsnet.direct.export import direct_to_bsnn
@@ -188,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     npz, manifest = export_imc(plan, cfg.out_dir / "imc")
     results = {"timesteps": T, "coding": model.coding, "n": result.n,
                "accuracy_pytorch": acc_torch,
-               "accuracy_bindsnet": result.accuracy[-1], "accuracy_per_step": result.accuracy,
+               "accuracy_bindsnet": result.accuracy[-1],
+               "accuracy_bindsnet_interval": accuracy_interval(result.accuracy[-1], result.n),
+               "accuracy_per_step": result.accuracy,
                "prediction_agreement": agree / result.n, "ifr": ifr,
                "ifr_per_step": result.rates_per_step(),
                "normalized_ops": normalized_ops(layer_ops(plan), ifr, timesteps=T),
@@ -198,8 +201,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     write_results(cfg.out_dir, asdict(cfg), results)
     print(f"\n{cfg.dataset}, {result.n} test samples, T={T}, {model.coding} input "
           f"(seed {cfg.seed})\n")
-    print(f"accuracy: PyTorch {100 * acc_torch:.2f} %, BindsNET {100 * result.accuracy[-1]:.2f} "
-          f"% (same predictions on {100 * agree / result.n:.2f} % of samples)")
+    print(f"accuracy: PyTorch {format_accuracy(acc_torch, result.n)} %, BindsNET "
+          f"{format_accuracy(result.accuracy[-1], result.n)} % (same predictions on "
+          f"{100 * agree / result.n:.2f} % of samples; [95 % interval] below 10,000 images)")
     print(f"normalized #OPS (hidden layers, 1.0 = one ANN pass): "
           f"{results['normalized_ops']:.3f}")
     print("IFR (spikes per neuron over T): "
