@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from bsnn_bindsnet.checkpoint import CheckpointError, atomic_save, safe_torch_load
-from bsnn_bindsnet.convert import INPUT, READOUT, BSNNPlan, LayerSpec
+from bsnn_bindsnet.convert import INPUT, READOUT, RESETS, V_INITS, BSNNPlan, LayerSpec
 
 PLAN_FORMAT = "bsnn-bindsnet/bsnn-plan-v1"
 
@@ -61,6 +61,7 @@ def build_network(plan: BSNNPlan, *, dt: float = 1.0) -> Network:
 
     The plan is attached as ``network.bsnn_plan``.
     """
+    check_plan_options(plan)
     node_cls = SubtractiveIFNodes if plan.reset == "subtract" else ResetIFNodes
     net = Network(dt=dt, batch_size=1)
     net.add_layer(Input(shape=plan.input_shape), name=INPUT)
@@ -81,6 +82,16 @@ def build_network(plan: BSNNPlan, *, dt: float = 1.0) -> Network:
     return net
 
 
+def check_plan_options(plan: BSNNPlan, where: str = "") -> None:
+    """Refuse a reset or initial potential this library does not implement (an unknown reset
+    used to become reset-to-zero silently)."""
+    for field, value, allowed in (("reset", plan.reset, RESETS),
+                                  ("v_init", plan.v_init, V_INITS)):
+        if value not in allowed:
+            raise ValueError(f"{where}{field} {value!r} is unknown; expected one of "
+                             f"{', '.join(allowed)}")
+
+
 def save_plan(plan: BSNNPlan, path: str | os.PathLike) -> Path:
     """Save a plan atomically (``bsnn convert`` output)."""
     return atomic_save({"format": PLAN_FORMAT, **asdict(plan)}, path)
@@ -97,8 +108,10 @@ def load_plan(path: str | os.PathLike) -> BSNNPlan:
         raise CheckpointError(f"{path} is not a converted bsnn-bindsnet network (expected "
                               f"format {PLAN_FORMAT!r})")
     layers = [LayerSpec(**{**d, "shape": tuple(d["shape"])}) for d in blob["layers"]]
-    return BSNNPlan(tuple(blob["input_shape"]), layers, reset=blob["reset"],
+    plan = BSNNPlan(tuple(blob["input_shape"]), layers, reset=blob["reset"],
                     v_init=blob["v_init"], info=blob["info"])
+    check_plan_options(plan, where=f"{path}: ")
+    return plan
 
 
 def load_network(path: str | os.PathLike) -> Network:
@@ -106,5 +119,5 @@ def load_network(path: str | os.PathLike) -> Network:
     return build_network(load_plan(path))
 
 
-__all__ = ["INPUT", "READOUT", "PLAN_FORMAT", "build_network", "load_network", "load_plan",
-           "save_plan"]
+__all__ = ["INPUT", "READOUT", "PLAN_FORMAT", "build_network", "check_plan_options",
+           "load_network", "load_plan", "save_plan"]

@@ -85,3 +85,18 @@ def test_unknown_names_list_the_choices():
     with pytest.raises(ValueError, match="avg, max"):
         get_model("vgg_small", pool="median")
     assert set(MODELS) == {"mlp", "vgg15", "vgg15_imagenet", "vgg_small", "vgg_tiny", "direct_bsnn"}
+
+
+@pytest.mark.parametrize("name, shape", [("vgg_tiny", (1, 8, 8)), ("vgg_small", (1, 28, 28)),
+                                         ("mlp", None)])
+@pytest.mark.parametrize("quant", ["fp", "bwn"])
+def test_models_trace_with_torch_fx_and_still_check_shapes_eagerly(name, shape, quant):
+    # nirtorch, SpikingJelly's converter and torch.ao's FX mode trace models with torch.fx
+    torch.manual_seed(0)
+    model = get_model(name, quant=quant).eval()
+    shape = shape or model.input_shape
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(3, *shape)
+    torch.testing.assert_close(traced(x), model(x))
+    with pytest.raises(ValueError, match="wrong input shape"):
+        model(torch.randn(3, 2, *shape[1:]) if len(shape) == 3 else torch.randn(3, shape[0] + 1))

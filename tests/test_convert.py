@@ -790,3 +790,19 @@ def test_converted_random_vgg_tiny_runs_at_batch_sizes_1_and_7(calib):
     for name in one.sample_spikes:
         assert torch.equal(one.sample_spikes[name], seven.sample_spikes[name]), name
     assert sum(float(s.sum()) for s in one.layer_spikes.values()) > 0
+
+
+def test_a_plan_with_an_unknown_reset_or_v_init_is_refused(tmp_path):
+    # an unknown reset used to become reset-to-zero silently
+    import dataclasses
+
+    plan = ann_to_bsnn(nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(),
+                                     nn.Linear(3, 2, bias=False)), torch.rand(8, 4),
+                       build=False)
+    for field, bad in (("reset", "subtractive"), ("v_init", "theta/2")):
+        broken = dataclasses.replace(plan, **{field: bad})
+        with pytest.raises(ValueError, match=f"{field} '{bad}' is unknown; expected one of"):
+            build_network(broken)
+        path = save_plan(broken, tmp_path / f"{field}.pt")
+        with pytest.raises(ValueError, match=f"{field}.pt: {field} '{bad}' is unknown"):
+            load_plan(path)

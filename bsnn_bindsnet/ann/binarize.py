@@ -43,6 +43,11 @@ def binarize_weight(w: Tensor, *, per_channel: bool = True, clip: float = 1.0) -
     return scale_per_channel(w, per_channel) * sign_ste(w, clip)
 
 
+# torch.fx records binarize_weight as one call (its shape arithmetic cannot run on a Proxy),
+# so the binary models trace (nirtorch, SpikingJelly's converter, torch.ao's FX mode)
+torch.fx.wrap("binarize_weight")
+
+
 class _BinaryWeightMixin:
     """Shared by :class:`BinaryConv2d` and :class:`BinaryLinear`."""
 

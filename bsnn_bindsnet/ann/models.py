@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear, SignActivation
@@ -49,7 +50,9 @@ class ConstrainedNet(nn.Sequential):
         self.num_classes = int(num_classes)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        if tuple(x.shape[1:]) != self.input_shape:
+        # torch.fx (nirtorch, SpikingJelly's converter, torch.ao's FX mode) traces with a
+        # Proxy whose shape cannot be compared: the check runs eagerly only
+        if not isinstance(x, torch.fx.Proxy) and tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"wrong input shape: expected [B, {', '.join(map(str, self.input_shape))}], "
                 f"got {list(x.shape)}")
