@@ -269,6 +269,52 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_nir(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-nir", help="export a converted B-SNN to a NIR graph (.nir)",
+                       description="Write a network saved by `bsnn convert` as a NIR graph "
+                       "(HDF5), for snnTorch, Norse, Sinabs, lava-dl or a chip toolchain.")
+    p.add_argument("network", help="file written by `bsnn convert` (or `bsnn import-nir`)")
+    p.add_argument("--out", required=True, help="NIR file to write, e.g. net.nir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (never the input network)")
+    p = sub.add_parser("import-nir", help="import a NIR graph as a B-SNN (BindsNET)",
+                       description="Read a NIR graph (IF / I / Conv2d / Linear / Affine / "
+                       "AvgPool2d / Flatten nodes) and save it in the format of `bsnn "
+                       "convert`, so that `bsnn simulate` runs it.")
+    p.add_argument("graph", help="NIR file (.nir)")
+    p.add_argument("--out", required=True, help="file for the network, e.g. snn.pt")
+    p.add_argument("--dataset", help="record the dataset `bsnn simulate` should use")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (never the input graph)")
+
+
+def _run_export_nir(args: argparse.Namespace) -> int:
+    from bsnn_bindsnet.network import load_plan
+    from bsnn_bindsnet.nir_io import to_nir, write_nir
+
+    plan = load_plan(args.network)
+    graph = to_nir(plan)
+    write_nir(graph, args.out)
+    print(json.dumps({"out": args.out, "nodes": len(graph.nodes), "edges": len(graph.edges),
+                      "reset": plan.reset, "v_init": plan.v_init}, indent=2))
+    return 0
+
+
+def _run_import_nir(args: argparse.Namespace) -> int:
+    from bsnn_bindsnet.network import save_plan
+    from bsnn_bindsnet.nir_io import from_nir
+
+    plan = from_nir(args.graph)
+    if args.dataset:
+        plan.info["dataset"] = args.dataset
+    save_plan(plan, args.out)
+    print(json.dumps({"out": args.out, "layers": [layer.name for layer in plan.layers],
+                      "reset": plan.reset, "v_init": plan.v_init,
+                      "binary": [layer.name for layer in plan.layers
+                                 if layer.synapse.get("binary")]}, indent=2))
+    return 0
+
+
 def _model_dataset(model: str, dataset: str | None) -> str:
     from bsnn_bindsnet.checkpoint import read_model_file
 
@@ -420,8 +466,47 @@ def _check_simulate(args: argparse.Namespace) -> None:
                               "--overwrite to replace them (or choose another --out)")
 
 
+def _check_nir_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("nir") is None or importlib.util.find_spec("h5py") is None:
+        raise ValueError("NIR support needs the optional packages nir and h5py; install them "
+                         "with pip install 'bsnn-bindsnet[nir]'")
+
+
+def _check_single_output(args: argparse.Namespace, source: str, kind: str) -> None:
+    """The overwrite rule for a command that writes one file from one input file."""
+    out = Path(args.out)
+    if _same_file(source, out):
+        raise ValueError(f"--out {out} is the input file; choose another file (the input "
+                         "would be replaced)")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory; expected a file for the {kind}")
+    _check_no_file_parent("--out", out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"--out {out} already exists; pass --overwrite to replace it "
+                              "(or choose another --out)")
+
+
+_NIR_FILE = ("NIR graph", "a .nir file (HDF5) written by `bsnn export-nir` or another tool")
+
+
+def _check_export_nir(args: argparse.Namespace) -> None:
+    _check_input_file(args.network, _NETWORK_FILE)
+    _check_single_output(args, args.network, "NIR graph, e.g. net.nir")
+    _check_nir_installed()
+
+
+def _check_import_nir(args: argparse.Namespace) -> None:
+    _check_input_file(args.graph, _NIR_FILE)
+    _check_dataset(args.dataset)
+    _check_single_output(args, args.graph, "converted network, e.g. snn.pt")
+    _check_nir_installed()
+
+
 _CHECKS = {"train": _check_train, "evaluate": _check_evaluate, "convert": _check_convert,
-           "simulate": _check_simulate}
+           "simulate": _check_simulate,
+           "export-nir": _check_export_nir, "import-nir": _check_import_nir}
 
 
 def _run_presets(args: argparse.Namespace) -> int:
@@ -445,12 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_convert(sub)
     _add_simulate(sub)
+    _add_nir(sub)
     sub.add_parser("presets", help="list the training presets")
     return parser
 
 
 _COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "convert": _run_convert,
-             "simulate": _run_simulate, "presets": _run_presets}
+             "simulate": _run_simulate, "presets": _run_presets,
+             "export-nir": _run_export_nir, "import-nir": _run_import_nir}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
