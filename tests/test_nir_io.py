@@ -381,3 +381,187 @@ def test_snntorch_subtractive_reset_matches_up_to_its_rounding(tmp_path):
     assert torch.equal(spikes["relu1"], ours["relu1"])
     mismatch = int((spikes["relu2"] != ours["relu2"]).sum())
     assert mismatch <= 0.02 * int(ours["relu2"].sum())
+
+
+# ------------------------------------------------------------------ peer -> BindsNET
+# Networks built and exported by the peers themselves (Norse's to_nir, snnTorch's
+# export_to_nir), imported with from_nir and run on the same constant current as the peer
+# module they came from. Norse writes IAFCell as IF(r=1, v_threshold, v_reset=0) with scalar
+# parameters and the sample's batch dimension in Input; snnTorch writes Leaky(beta=1) as
+# LIF(tau=inf, r=inf, v_leak=0, v_reset=0), whatever its reset_mechanism. Both peers reset to
+# zero and fire on v > theta (BindsNET: v >= theta; random currents never hit theta exactly).
+
+
+def _hand_graph(end):
+    """Input (with a batch dim) -> Affine -> LIF(tau = r = inf) -> Linear -> IF [-> Output]."""
+    nodes = {"in": nir.Input(input_type={"input": np.array([1, 3])}),
+             "fc1": nir.Affine(weight=np.array([[0.5, -0.25, 0.25], [0.25, 0.5, -0.5]],
+                                               np.float32), bias=np.array([0.1, 0.0], np.float32)),
+             "n1": nir.LIF(tau=np.full(2, np.inf), r=np.full(2, np.inf), v_leak=np.zeros(2),
+                           v_threshold=np.array([1.0, 0.5], np.float32)),
+             "fc2": nir.Linear(weight=np.array([[1.0, -1.0], [0.5, 1.0]], np.float32)),
+             "n2": nir.IF(r=np.array(1.0), v_threshold=np.array(0.75)),
+             "out": nir.Output(output_type={"output": np.array([2])})}
+    edges = [("in", "fc1"), ("fc1", "n1"), ("n1", "fc2")]
+    if end == "spikes":
+        edges += [("fc2", "n2"), ("n2", "out")]
+    else:
+        del nodes["n2"]
+        edges += [("fc2", "out")]
+    nodes["fc1"].input_type = {"input": np.array([3])}  # what nirtorch records
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+@pytest.mark.parametrize("end", ["spikes", "current"])
+def test_a_graph_without_an_integrator_gets_a_readout_from_its_output(end):
+    plan = from_nir(_hand_graph(end))
+    assert plan.input_shape == (3,)  # the batch dimension nirtorch records is dropped
+    x = torch.tensor([[1.0, 0.5, 0.25]])
+    run = run_bindsnet(build_network(plan), x, timesteps=6)
+    # by hand: n1 gets [0.5375, 0.375] per step (LIF without leak: an IF), resets to zero
+    i1, v, s1 = torch.tensor([0.5375, 0.375]), torch.zeros(2), []
+    for _ in range(6):
+        v = v + i1
+        s1.append(v >= torch.tensor([1.0, 0.5]))
+        v = torch.where(s1[-1], torch.zeros(2), v)
+    s1 = torch.stack(s1).float()
+    assert torch.equal(run["n1"][:, 0], s1.bool())
+    i2 = s1 @ torch.tensor([[1.0, -1.0], [0.5, 1.0]]).T
+    if end == "current":  # fc2 -> Output: the readout integrates fc2's current
+        assert [l.name for l in plan.layers] == ["n1", READOUT]
+        assert plan.info["nir"]["readout"] == "integrates the current of 'fc2'"
+        assert torch.allclose(run[READOUT][:, 0], i2.cumsum(0))
+        return
+    assert [l.name for l in plan.layers] == ["n1", "n2", READOUT]  # n2 -> Output: its spikes
+    assert plan.layers[1].shape == (2,) and plan.layers[1].thresh == 0.75  # scalar params
+    v, s2 = torch.zeros(2), []
+    for t in range(6):
+        v = v + i2[t]
+        s2.append(v >= 0.75)
+        v = torch.where(s2[-1], torch.zeros(2), v)
+    s2 = torch.stack(s2)
+    assert torch.equal(run["n2"][:, 0], s2) and int(s2.sum()) > 0
+    assert plan.info["nir"]["readout"] == "counts the spikes of 'n2'"
+    assert torch.equal(run[READOUT][:, 0], s2.float().cumsum(0))  # the readout counts spikes
+
+
+def _run_peer_module(net, x, layers, timesteps, stateful):
+    """Spikes of ``layers`` (forward hooks) and the running sum of the module's output."""
+    rec = {name: [] for name in layers}
+    for name in layers:
+        getattr(net, name).register_forward_hook(
+            lambda mod, inp, out, name=name: rec[name].append(
+                (out[0] if isinstance(out, tuple) else out).detach().clone()))
+    state, acc, outs = None, None, []
+    with torch.no_grad():
+        for _ in range(timesteps):
+            if stateful:
+                out, state = net(x, state)
+            else:
+                out = net(x)
+            out = out[0] if isinstance(out, tuple) else out
+            acc = out.clone() if acc is None else acc.add_(out)
+            outs.append(acc.clone())
+    return {name: torch.stack(v).bool() for name, v in rec.items()}, torch.stack(outs)
+
+
+def _assert_peer_run(plan, ours, spikes, summed, end):
+    for name in spikes:
+        assert torch.equal(spikes[name], ours[name]), name
+        assert int(ours[name].sum()) > 100, name  # it does spike
+    assert plan.info["nir"]["readout"] == (
+        "counts the spikes of '3'" if end == "spikes" else "integrates the current of '4'")
+    assert torch.equal(summed, ours[READOUT])  # spike counts, or the summed Linear outputs
+
+
+@pytest.mark.parametrize("end", ["spikes", "linear"])
+def test_a_network_exported_by_norse_runs_in_bindsnet_spike_for_spike(end):
+    norse = pytest.importorskip("norse.torch", reason="peer check: pip install "
+                                "'bsnn-bindsnet[peers]' (norse)")
+    from torch import nn
+
+    torch.manual_seed(0)
+    mods = [nn.Linear(16, 32), norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(0.8))),
+            nn.Linear(32, 24, bias=False),
+            norse.IAFCell(norse.IAFParameters(v_th=torch.tensor(0.5)))]
+    net = norse.SequentialState(*mods, *([nn.Linear(24, 5)] if end == "linear" else []))
+    graph = norse.to_nir(net, torch.randn(1, 16))
+    assert isinstance(graph.nodes["1"], nir.IF) and np.shape(graph.nodes["1"].r) == ()
+    plan = from_nir(graph)
+    assert plan.input_shape == (16,) and [l.shape for l in plan.layers[:2]] == [(32,), (24,)]
+    x = torch.randn(8, 16)
+    ours = run_bindsnet(build_network(plan), x, PEER_T)
+    spikes, summed = _run_peer_module(net, x, ["1", "3"], PEER_T, stateful=True)
+    if end == "spikes":
+        summed = spikes["3"].float().cumsum(0)
+    _assert_peer_run(plan, ours, spikes, summed, end)
+
+
+def _snntorch_net(end, reset="zero"):
+    import snntorch as snn
+    from torch import nn
+
+    torch.manual_seed(0)  # per-neuron beta and threshold: snnTorch 1.0.0's exporter fails on
+    mods = [nn.Linear(16, 32),  # scalar ones (its LIF nodes get no shape)
+            snn.Leaky(beta=torch.ones(32), threshold=torch.full((32,), 0.8), init_hidden=True,
+                      reset_mechanism=reset),
+            nn.Linear(32, 24, bias=False),
+            snn.Leaky(beta=torch.ones(24), threshold=torch.full((24,), 0.5), init_hidden=True,
+                      reset_mechanism=reset, output=end == "spikes")]
+    return nn.Sequential(*mods, *([nn.Linear(24, 5)] if end == "linear" else []))
+
+
+@pytest.mark.parametrize("end", ["spikes", "linear"])
+def test_a_network_exported_by_snntorch_runs_in_bindsnet_spike_for_spike(end):
+    pytest.importorskip("snntorch", reason="peer check: pip install 'bsnn-bindsnet[peers]'")
+    from snntorch.export_nir import export_to_nir
+    from snntorch.utils import reset
+
+    net = _snntorch_net(end)
+    graph = export_to_nir(net, torch.randn(16))
+    node = graph.nodes["1"]
+    assert isinstance(node, nir.LIF) and np.all(np.isposinf(node.tau)) and np.all(
+        np.isposinf(node.r))  # beta = 1: tau = dt / (1 - beta), r = tau / dt
+    plan = from_nir(graph)
+    x = torch.randn(8, 16)
+    ours = run_bindsnet(build_network(plan), x, PEER_T)
+    reset(net)
+    spikes, summed = _run_peer_module(net, x, ["1", "3"], PEER_T, stateful=False)
+    if end == "spikes":
+        summed = spikes["3"].float().cumsum(0)
+    _assert_peer_run(plan, ours, spikes, summed, end)
+
+
+def test_snntorch_exports_a_subtractive_leaky_as_reset_to_zero():
+    # snnTorch 1.0.0 writes v_reset = 0 for every Leaky and drops reset_mechanism: its default
+    # "subtract" network comes into BindsNET (as into any NIR reader) as reset to zero.
+    pytest.importorskip("snntorch", reason="peer check: snntorch not installed")
+    from snntorch.export_nir import export_to_nir
+    from snntorch.utils import reset
+
+    net = _snntorch_net("spikes", reset="subtract")
+    plan = from_nir(export_to_nir(net, torch.randn(16)))
+    assert plan.reset == "zero"
+    x = torch.randn(8, 16)
+    ours = run_bindsnet(build_network(plan), x, PEER_T)
+    reset(net)
+    subtract, _ = _run_peer_module(net, x, ["1"], PEER_T, stateful=False)
+    zero_net = _snntorch_net("spikes", reset="zero")
+    reset(zero_net)
+    zero, _ = _run_peer_module(zero_net, x, ["1"], PEER_T, stateful=False)
+    assert torch.equal(ours["1"], zero["1"]) and not torch.equal(ours["1"], subtract["1"])
+
+
+def test_leaky_peer_neurons_are_refused_by_name():
+    norse = pytest.importorskip("norse.torch", reason="peer check: norse not installed")
+    from torch import nn
+
+    graph = norse.to_nir(norse.SequentialState(nn.Linear(4, 3), norse.LIFBoxCell()),
+                         torch.randn(1, 4))
+    with pytest.raises(NotImplementedError, match=r"NIR node '1' of type LIF: not supported; "
+                                                  r".*this one has tau in \[1e-05"):
+        from_nir(graph)
+    graph = norse.to_nir(norse.SequentialState(nn.Linear(4, 3), norse.LIFCell()),
+                         torch.randn(1, 4))
+    with pytest.raises(NotImplementedError, match="NIR node '1' of type CubaLIF: not supported"):
+        from_nir(graph)
