@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bsnn_bindsnet import __version__
+from bsnn_bindsnet.cli_zoo import add_zoo_parser, resolve_zoo_arguments, run_zoo
 
 # Errors that come from what the user asked for: reported in one line, exit status 2.
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, FloatingPointError,
@@ -531,13 +532,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_simulate(sub)
     _add_nir(sub)
+    add_zoo_parser(sub)
     sub.add_parser("presets", help="list the training presets")
     return parser
 
 
 _COMMANDS = {"train": _run_train, "evaluate": _run_evaluate, "convert": _run_convert,
              "simulate": _run_simulate, "presets": _run_presets,
-             "export-nir": _run_export_nir, "import-nir": _run_import_nir}
+             "export-nir": _run_export_nir, "import-nir": _run_import_nir, "zoo": run_zoo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -547,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     status = 1
     try:
+        resolve_zoo_arguments(args)  # zoo:NAME -> a model.pt in the zoo cache
         if args.command in _CHECKS:
             _CHECKS[args.command](args)
         status = _COMMANDS[args.command](args)

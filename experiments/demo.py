@@ -7,6 +7,12 @@ on the test set (one-step mode, constant-current input) and print accuracy vs ti
 ANN, the SNN and the B-SNN. Results go to ``OUT_DIR/results.json``, ``accuracy.csv`` and
 ``accuracy.png``; the training runs to ``OUT_DIR/<preset>/``.
 
+Second part (``--no-zoo`` skips it): real images without training. When Fashion-MNIST is
+installed, the model zoo's pretrained hybrid BWN (``zoo:fmnist-bwn``) is converted the same way
+(thresholds from 1,000 calibration images) and simulated on the first 1,000 test images for
+up to 32 timesteps; accuracy vs T is printed with 95 % intervals and written to
+``OUT_DIR/zoo-fmnist-bwn.csv``. Without the dataset it says how to install it.
+
     python -m experiments.demo
 """
 
@@ -28,6 +34,7 @@ class Config:
     timesteps: int = 64
     threads: int = 1
     smoke: bool = False
+    zoo: bool = True
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -41,6 +48,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                         "machine, whatever its core count)")
     p.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=False,
                    help="2 epochs per stage, 8 timesteps, 64 test images (for tests)")
+    p.add_argument("--zoo", action=argparse.BooleanOptionalAction, default=Config.zoo,
+                   help="second part: the zoo's pretrained Fashion-MNIST B-SNN (default: on)")
     return Config(**vars(p.parse_args(argv)))
 
 
@@ -104,6 +113,54 @@ def convert_and_simulate(cfg: Config, ann: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
+ZOO_MODEL = "fmnist-bwn"
+ZOO_CHECKPOINTS = (1, 2, 4, 8, 16, 32)  # the timesteps printed
+
+
+def zoo_part(cfg: Config) -> dict | None:
+    """Convert and simulate the zoo's Fashion-MNIST B-SNN; None (after saying why) when the
+    dataset is not installed or the zoo lacks the entry."""
+    from torch.utils.data import Subset
+
+    from bsnn_bindsnet import zoo
+    from bsnn_bindsnet.analysis.stats import format_accuracy
+    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.data import DatasetNotFoundError, load_dataset
+    from bsnn_bindsnet.report import write_accuracy_csv
+    from bsnn_bindsnet.simulate import simulate
+
+    if ZOO_MODEL not in {e.name for e in zoo.list_models()}:
+        print(f"\nPart 2 skipped: this installation's model zoo has no {ZOO_MODEL} entry")
+        return None
+    entry = zoo.entry(ZOO_MODEL)
+    calib_size, n_test, timesteps = (256, 64, 8) if cfg.smoke else (1000, 1000, 32)
+    try:
+        calib = load_dataset(entry.dataset, "calib", calib_size=calib_size)
+        test = Subset(load_dataset(entry.dataset, "test"), range(n_test))
+    except DatasetNotFoundError:
+        print(f"\nPart 2 (pretrained B-SNN on real images) needs Fashion-MNIST, which is not "
+              "installed.\nInstall it with `apt-get install dataset-fashion-mnist` (Debian/"
+              "Ubuntu), then run `make demo` again.")
+        return None
+    t0 = time.perf_counter()
+    network = ann_to_bsnn(zoo.load(ZOO_MODEL), calib, percentile=99.7)
+    result = simulate(network, test, timesteps, one_step=True, batch_size=250)
+    seconds = round(time.perf_counter() - t0, 1)
+    write_accuracy_csv({f"zoo:{ZOO_MODEL}": result.accuracy}, cfg.out_dir / "zoo-fmnist-bwn.csv")
+    print(f"\nPart 2: zoo:{ZOO_MODEL}, pretrained (no training): {entry.description}\n"
+          f"ANN (shipped weights): {100 * entry.test_accuracy:.2f} % on all {entry.test_n} "
+          f"test images. Converted B-SNN (SIF, v(0) = θ/2, thresholds from {calib_size} "
+          f"calibration images) on the first {result.n} test images, 95 % intervals:\n")
+    print("   T  accuracy (%)")
+    for t in (t for t in ZOO_CHECKPOINTS if t <= timesteps):
+        print(f"{t:4d}  {format_accuracy(result.accuracy[t - 1], result.n)}")
+    print(f"\n({seconds} s: conversion and simulation)")
+    return {"model": f"zoo:{ZOO_MODEL}", "sha256": entry.sha256, "n": result.n,
+            "calib_size": calib_size, "accuracy": result.accuracy,
+            "ann_test_acc": entry.test_accuracy, "ifr": result.firing_rates(),
+            "seconds": seconds}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.report import accuracy_table, plot_accuracy, write_accuracy_csv
 
@@ -129,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"({n} test images; in brackets the 95 % interval of each accuracy)\n")
         print(accuracy_table(curves, ann, n=n))
     print(f"\nresults: {path}, {cfg.out_dir / 'accuracy.png'} ({results['seconds']} s)")
+    if cfg.zoo:
+        results["zoo"] = zoo_part(cfg)
+        path = write_results(cfg.out_dir, asdict(cfg), results)
     return results
 
 
