@@ -147,17 +147,21 @@ def zoo_part(cfg: Config) -> dict | None:
     result = simulate(network, test, timesteps, one_step=True, batch_size=250)
     seconds = round(time.perf_counter() - t0, 1)
     write_accuracy_csv({f"zoo:{ZOO_MODEL}": result.accuracy}, cfg.out_dir / "zoo-fmnist-bwn.csv")
+    same = (f"; {format_accuracy(entry.subset_accuracy, entry.subset_n)} % on the first "
+            f"{entry.subset_n}, the images below" if entry.subset_n == result.n else "")
     print(f"\nPart 2: zoo:{ZOO_MODEL}, pretrained (no training): {entry.description}\n"
           f"ANN (shipped weights): {100 * entry.test_accuracy:.2f} % on all {entry.test_n} "
-          f"test images. Converted B-SNN (SIF, v(0) = θ/2, thresholds from {calib_size} "
-          f"calibration images) on the first {result.n} test images, 95 % intervals:\n")
+          f"test images{same}. Converted B-SNN (SIF, v(0) = θ/2, thresholds from "
+          f"{calib_size} calibration images) on the first {result.n} test images, 95 % "
+          "intervals:\n")
     print("   T  accuracy (%)")
     for t in (t for t in ZOO_CHECKPOINTS if t <= timesteps):
         print(f"{t:4d}  {format_accuracy(result.accuracy[t - 1], result.n)}")
     print(f"\n({seconds} s: conversion and simulation)")
     return {"model": f"zoo:{ZOO_MODEL}", "sha256": entry.sha256, "n": result.n,
             "calib_size": calib_size, "accuracy": result.accuracy,
-            "ann_test_acc": entry.test_accuracy, "ifr": result.firing_rates(),
+            "ann_test_acc": entry.test_accuracy, "ann_subset_acc": entry.subset_accuracy,
+            "ifr": result.firing_rates(),
             "seconds": seconds}
 
 
