@@ -270,9 +270,9 @@ def ann_to_bsnn(model: nn.Module, calibration: Tensor | Sequence, *,
         the source layer's :math:`\\lambda` (see the module docstring); ``plan.info`` records
         ``bias_rescaled``, ``maxpool_after`` and the ``relay_layers``.
     """
-    from bsnn_bindsnet.normalize import _refuse_loader
+    from bsnn_bindsnet.data import refuse_loader
 
-    _refuse_loader(calibration, "calibration")
+    refuse_loader(calibration, "calibration")
     if reset not in RESETS:
         raise ValueError(f"unknown reset {reset!r}; expected one of {RESETS}")
     if v_init not in V_INITS:

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "SPLITS", "DatasetInfo", "DatasetNotFoundError", "ImageTensorDataset",
            "calib_indices", "dataset_info", "default_cache_dir", "load_dataset", "make_loader",
-           "read_cifar_pickle", "read_idx"]
+           "read_cifar_pickle", "read_idx", "refuse_loader"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,15 @@ def _normalize(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
     mean = torch.tensor(info.mean, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(info.std, dtype=x.dtype).view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+def refuse_loader(data: object, what: str, *, instead: str = "a tensor",
+                  why: str = "batching is done here, with batch_size") -> None:
+    """Refuse a ``DataLoader`` where a dataset is expected: the converter and the simulator
+    batch the data themselves, and a loader's batches would be taken for samples."""
+    if isinstance(data, DataLoader):
+        raise TypeError(f"{what} is a DataLoader; pass its Dataset (loader.dataset) or "
+                        f"{instead} instead ({why})")
 
 
 def _check_labels(info: DatasetInfo, labels: torch.Tensor, source: str | os.PathLike) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from bsnn_bindsnet.data import refuse_loader
+
 STATISTICS = ("all", "sample-max")
 
 
@@ -62,15 +64,6 @@ class StreamingPercentile:
         v_lo = self.top[self.total - 1 - lo].item()
         v_hi = self.top[self.total - 1 - hi].item()
         return v_lo + (v_hi - v_lo) * (self.pos - lo)
-
-
-def _refuse_loader(data: object, what: str) -> None:
-    """A ``DataLoader`` already batches; the converter and the simulator batch themselves."""
-    from torch.utils.data import DataLoader
-
-    if isinstance(data, DataLoader):
-        raise TypeError(f"{what} is a DataLoader; pass its Dataset (loader.dataset) or a "
-                        "tensor instead (batching is done here, with batch_size)")
 
 
 def _batches(calibration: Tensor | Iterable, batch_size: int) -> Iterable[Tensor]:
@@ -115,7 +108,7 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
-    _refuse_loader(calibration, "calibration")
+    refuse_loader(calibration, "calibration")
     n = len(calibration)
     if n == 0:
         raise ValueError("the calibration set is empty; expected at least one sample")

@@ -201,11 +201,10 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     Returns:
         A :class:`SimResult`.
     """
-    from torch.utils.data import DataLoader
+    from bsnn_bindsnet.data import refuse_loader
 
-    if isinstance(data, DataLoader):
-        raise TypeError("data is a DataLoader; pass its Dataset (loader.dataset) or a tensor "
-                        "pair (X, Y) instead (simulate batches it itself, with batch_size)")
+    refuse_loader(data, "data", instead="a tensor pair (X, Y)",
+                  why="simulate batches it itself, with batch_size")
     if timesteps < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     if encoding not in ENCODINGS:
