@@ -8,9 +8,13 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
+# SpikingJelly 2.0.0 (the ann2snn peer, bsnn_bindsnet.peer_spikingjelly) goes in with --no-deps:
+# its declared dependencies would replace torch; loguru and requests are the imports it needs
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,peers]'
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt spikingjelly==2.0.0
+	$(PY) -m pip install --quiet -c constraints.txt loguru requests
 	touch $(STAMP)
 
 demo: $(STAMP)

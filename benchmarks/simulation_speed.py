@@ -86,7 +86,7 @@ def cases(model, plan, x, y, T: int) -> dict[str, Callable[[], object]]:
     from bindsnet.network.monitors import Monitor
 
     from bsnn_bindsnet.convert import INPUT
-    from bsnn_bindsnet.early_exit import simulate_early_exit
+    from bsnn_bindsnet.simulate_exit import simulate_early_exit
     from bsnn_bindsnet.encoding import constant_current
     from bsnn_bindsnet.network import build_network
     from bsnn_bindsnet.simulate import simulate

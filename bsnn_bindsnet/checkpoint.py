@@ -5,7 +5,7 @@ renamed over the destination (``os.replace`` is atomic on POSIX), so an interrup
 the previous file intact.
 
 A *model file* (``model.pt``) holds ``{"format", "model", "model_kwargs", "state_dict", "meta"}``:
-enough to rebuild the network with :func:`bsnn_bindsnet.ann.models.get_model` and load it.
+enough to rebuild the network with :func:`bsnn_bindsnet.training.models.get_model` and load it.
 
 Integrity: :func:`atomic_save` adds to a saved dict the SHA-256 of each tensor (dtype, shape
 and bytes) and of the rest of each top-level entry (:data:`INTEGRITY_KEY`);
@@ -250,7 +250,7 @@ def _legacy_kwargs(blob: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike, **overrides: Any) -> nn.Module:
     """Rebuild and load the model saved at ``path``; ``overrides`` replace saved kwargs."""
-    from bsnn_bindsnet.ann.models import get_model
+    from bsnn_bindsnet.training.models import get_model
 
     blob = read_model_file(path)
     model = get_model(blob["model"], **{**_legacy_kwargs(blob), **overrides})

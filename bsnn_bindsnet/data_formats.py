@@ -1,6 +1,6 @@
-"""On-disk formats read without torchvision: IDX (MNIST, Fashion-MNIST) and the CIFAR-100
-python pickles, plus the in-memory image dataset used for CIFAR-100 (augmentation with torch's
-global RNG)."""
+"""On-disk formats read without torchvision: IDX (MNIST, Fashion-MNIST; also written) and the
+CIFAR-100 python pickles, plus the in-memory image dataset used for CIFAR-100 (augmentation
+with torch's global RNG)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ImageTensorDataset", "read_cifar_pickle", "read_idx"]
+__all__ = ["ImageTensorDataset", "read_cifar_pickle", "read_idx", "write_idx"]
 
 # IDX type code -> big-endian numpy dtype.
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -52,6 +52,28 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
                          "the file is truncated or corrupt")
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     return torch.from_numpy(data.astype(dtype.newbyteorder("="), copy=True))
+
+
+def write_idx(data: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
+    """Write ``data`` as an IDX file (``.gz``: gzip-compressed), the inverse of
+    :func:`read_idx`; MNIST-style files are uint8 images ``[N, 28, 28]`` and uint8 labels
+    ``[N]``.
+
+    Raises:
+        ValueError: a dtype IDX has no code for.
+    """
+    array = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+    codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
+    if array.dtype not in codes:
+        raise ValueError(f"{path}: IDX stores {sorted(str(d) for d in codes)}, not {array.dtype}")
+    dtype = np.dtype(_IDX_DTYPES[codes[array.dtype]])
+    raw = (bytes([0, 0, codes[array.dtype], array.ndim])
+           + np.asarray(array.shape, dtype=">u4").tobytes()
+           + np.ascontiguousarray(array, dtype=dtype).tobytes())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
 
 
 def read_cifar_pickle(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:

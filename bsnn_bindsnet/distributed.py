@@ -4,8 +4,8 @@ Simulation: each rank simulates a contiguous shard of the data and the per-rank 
 merged exactly (sums of counts, concatenation of per-sample tensors in rank order), so a run
 on N processes reports the same accuracy, spike counts and predictions as one process on the
 same data with the same (constant-current) input. Poisson input draws differ with the
-sharding. Training (:func:`~bsnn_bindsnet.ann.fit.fit`): DistributedDataParallel, each rank
-taking an equal share of the epoch's seeded permutation.
+sharding. Training (:func:`~bsnn_bindsnet.training.fit.fit`): DistributedDataParallel, each
+rank taking an equal share of the epoch's seeded permutation.
 
 Backend: gloo on CPU, nccl when the device is CUDA. Under ``torchrun`` the environment
 (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` ...) says everything; without it nothing changes.

@@ -1,22 +1,21 @@
 """Build a BindsNET ``Network`` from a conversion plan, and save / load plans.
 
-A plan (:class:`~bsnn_bindsnet.convert.BSNNPlan`) is topology + weights + thresholds, so a
+A plan (:class:`~bsnn_bindsnet.plan.BSNNPlan`) is topology + weights + thresholds, so a
 converted network is saved as its plan (``torch.save`` of plain data and tensors, written
-atomically) and rebuilt at any batch size.
+atomically) and rebuilt at any batch size. Every synapse builds its own connection
+(:meth:`~bsnn_bindsnet.plan.Synapse.connection`) and :func:`~bsnn_bindsnet.nodes.if_nodes`
+builds the IF layers, so a registered synapse type or reset needs no change here.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
-
-import torch
 
 from bsnn_bindsnet.checkpoint import CheckpointError, atomic_save, safe_torch_load
-from bsnn_bindsnet.convert import INPUT, READOUT, RESETS, V_INITS, BSNNPlan, LayerSpec
+from bsnn_bindsnet.neurons import check_neuron_options
+from bsnn_bindsnet.plan import INPUT, READOUT, BSNNPlan
 
 PLAN_FORMAT = "bsnn-bindsnet/bsnn-plan-v1"
 
@@ -24,36 +23,7 @@ with warnings.catch_warnings():  # `import bindsnet` filters all warnings proces
     from bindsnet.network import Network
     from bindsnet.network.nodes import Input
 
-from bsnn_bindsnet.connections import (AvgPool2dConnection, BinaryConnection,  # noqa: E402
-                                       BinaryConv2dConnection, FullPrecisionConnection,
-                                       FullPrecisionConv2dConnection, MaxPool2dConnection)
-from bsnn_bindsnet.nodes import ReadoutNodes, ResetIFNodes, SubtractiveIFNodes  # noqa: E402
-
-
-def _avg_pool(args: dict[str, Any] | None) -> torch.nn.AvgPool2d | None:
-    return None if args is None else torch.nn.AvgPool2d(**args)
-
-
-def _connection(syn: dict[str, Any], source, target):
-    kind = syn["type"]
-    if kind in ("avgpool", "maxpool"):
-        cls = AvgPool2dConnection if kind == "avgpool" else MaxPool2dConnection
-        return cls(source, target, kernel_size=syn["kernel_size"], stride=syn["stride"],
-                   padding=syn["padding"], ceil_mode=syn["ceil_mode"])
-    if kind == "conv":
-        geometry = {"stride": syn["stride"], "padding": syn["padding"],
-                    "pool": _avg_pool(syn["pool"])}
-        if syn["binary"]:
-            return BinaryConv2dConnection(source, target, weight=syn["sign"].float(),
-                                          scale=syn["scale"], bias=syn["bias"], **geometry)
-        return FullPrecisionConv2dConnection(source, target, weight=syn["weight"],
-                                             bias=syn["bias"], **geometry)
-    if kind == "linear":
-        if syn["binary"]:
-            return BinaryConnection(source, target, weight=syn["sign"].float(),
-                                    scale=syn["scale"], bias=syn["bias"])
-        return FullPrecisionConnection(source, target, weight=syn["weight"], bias=syn["bias"])
-    raise ValueError(f"unknown synapse type {kind!r}")
+from bsnn_bindsnet.nodes import ReadoutNodes, if_nodes  # noqa: E402
 
 
 def build_network(plan: BSNNPlan, *, dt: float = 1.0) -> Network:
@@ -62,39 +32,34 @@ def build_network(plan: BSNNPlan, *, dt: float = 1.0) -> Network:
     The plan is attached as ``network.bsnn_plan``.
     """
     check_plan_options(plan)
-    node_cls = SubtractiveIFNodes if plan.reset == "subtract" else ResetIFNodes
     net = Network(dt=dt, batch_size=1)
     net.add_layer(Input(shape=plan.input_shape), name=INPUT)
     for layer in plan.layers:
         if layer.kind == "if":
-            nodes = node_cls(shape=layer.shape, thresh=layer.thresh, v_init=plan.v_init)
+            nodes = if_nodes(layer.shape, layer.thresh, plan.reset, plan.v_init)
         else:
             nodes = ReadoutNodes(shape=layer.shape)
         net.add_layer(nodes, name=layer.name)
-        conn = _connection(layer.synapse, net.layers[layer.source], nodes)
-        net.add_connection(conn, source=layer.source, target=layer.name)
+        inputs = [(layer.source, layer.synapse)]
         if layer.residual is not None:  # BindsNET sums the currents of all incoming synapses
-            src = layer.residual["source"]
-            conn = _connection(layer.residual["synapse"], net.layers[src], nodes)
-            net.add_connection(conn, source=src, target=layer.name)
+            inputs.append((layer.residual.source, layer.residual.synapse))
+        for source, synapse in inputs:
+            conn = synapse.connection(net.layers[source], nodes)
+            net.add_connection(conn, source=source, target=layer.name)
     net.train(False)
     net.bsnn_plan = plan
     return net
 
 
 def check_plan_options(plan: BSNNPlan, where: str = "") -> None:
-    """Refuse a reset or initial potential this library does not implement (an unknown reset
-    used to become reset-to-zero silently)."""
-    for field, value, allowed in (("reset", plan.reset, RESETS),
-                                  ("v_init", plan.v_init, V_INITS)):
-        if value not in allowed:
-            raise ValueError(f"{where}{field} {value!r} is unknown; expected one of "
-                             f"{', '.join(allowed)}")
+    """Refuse a reset or initial potential that is not registered in
+    :mod:`bsnn_bindsnet.neurons` (an unknown reset used to become reset-to-zero silently)."""
+    check_neuron_options(plan.reset, plan.v_init, where=where)
 
 
 def save_plan(plan: BSNNPlan, path: str | os.PathLike) -> Path:
-    """Save a plan atomically (``bsnn convert`` output)."""
-    return atomic_save({"format": PLAN_FORMAT, **asdict(plan)}, path)
+    """Save a plan atomically (``bsnn convert`` output), synapses as dicts with a ``"type"``."""
+    return atomic_save({"format": PLAN_FORMAT, **plan.to_dict()}, path)
 
 
 def load_plan(path: str | os.PathLike) -> BSNNPlan:
@@ -107,9 +72,7 @@ def load_plan(path: str | os.PathLike) -> BSNNPlan:
     if not isinstance(blob, dict) or blob.get("format") != PLAN_FORMAT:
         raise CheckpointError(f"{path} is not a converted bsnn-bindsnet network (expected "
                               f"format {PLAN_FORMAT!r})")
-    layers = [LayerSpec(**{**d, "shape": tuple(d["shape"])}) for d in blob["layers"]]
-    plan = BSNNPlan(tuple(blob["input_shape"]), layers, reset=blob["reset"],
-                    v_init=blob["v_init"], info=blob["info"])
+    plan = BSNNPlan.from_dict(blob)
     check_plan_options(plan, where=f"{path}: ")
     return plan
 

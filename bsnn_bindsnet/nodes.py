@@ -1,9 +1,10 @@
 r"""BindsNET node layers for converted binary SNNs.
 
 Integrate-and-fire neurons without leak, decay or refractory period, one per ReLU of the ANN:
-:class:`SubtractiveIFNodes` (reset by subtraction, SIF) and :class:`ResetIFNodes` (reset to
-zero, RIF); and :class:`ReadoutNodes`, the non-firing output layer whose membrane potential
-accumulates the class scores.
+:class:`BinaryIFNodes`, parameterised by a reset and a v(0) strategy
+(:mod:`bsnn_bindsnet.neurons`), with its named forms :class:`SubtractiveIFNodes` (reset by
+subtraction, SIF) and :class:`ResetIFNodes` (reset to zero, RIF); and :class:`ReadoutNodes`,
+the non-firing output layer whose membrane potential accumulates the class scores.
 
 Every layer follows the BindsNET ``Nodes`` contract: state lives in buffers, ``set_batch_size``
 (re)allocates it as ``[B, *shape]`` on the device of the existing buffers, ``forward(x)`` sets the
@@ -11,25 +12,28 @@ bool spikes ``self.s`` and calls ``Nodes.forward`` last (spike traces, ``sum_inp
 ``reset_state_variables`` restores the initial potential.
 
 Per step, ``v`` is updated in place (clone it to keep a snapshot); ``s`` is a new tensor every
-step, so a reference kept by a caller never changes afterwards.
+step, so a reference kept by a caller never changes afterwards. Early exit edits single batch
+rows through ``reset_rows(rows)`` and the tensors named in ``state_names``
+(:func:`bsnn_bindsnet.simulate.reset_rows`, :func:`bsnn_bindsnet.simulate.select_rows`).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from bsnn_bindsnet.functional import to_conv_layout
+from bsnn_bindsnet.functional import if_step_, to_conv_layout
+from bsnn_bindsnet.neurons import (RESETS, V_INITS, ResetStrategy, VInitStrategy,
+                                   check_neuron_options, get_reset, get_v_init)
 
 with warnings.catch_warnings():  # importing bindsnet sets warnings.filterwarnings("ignore")
     from bindsnet.network.nodes import Nodes
 
-__all__ = ["ReadoutNodes", "ResetIFNodes", "SubtractiveIFNodes"]
-
-V_INIT = ("zero", "half")
+__all__ = ["BinaryIFNodes", "ReadoutNodes", "ResetIFNodes", "SubtractiveIFNodes", "if_nodes"]
 
 
 def _threshold_buffer(thresh: float | Tensor, shape: Sequence[int]) -> Tensor:
@@ -69,8 +73,48 @@ def _threshold_buffer(thresh: float | Tensor, shape: Sequence[int]) -> Tensor:
     return t
 
 
-class _IFNodes(Nodes):
-    """Shared state handling of the IF layers; subclasses implement ``forward``."""
+class BinaryIFNodes(Nodes):
+    r"""Integrate-and-fire nodes for converted binary networks, with a pluggable reset.
+
+    .. math::
+        v_t = v_{t-1} + x_t,\quad s_t = [v_t \ge \theta],\quad v_t \leftarrow
+        \operatorname{reset}(v_t, s_t, \theta)
+
+    No leak, decay or refractory period. The step is
+    :func:`bsnn_bindsnet.functional.if_step_`, the in-place form of the one IF kernel
+    :func:`~bsnn_bindsnet.functional.if_step`. With reset by subtraction and a constant input
+    :math:`0 \le x \le \theta` the layer fires :math:`\lfloor (v_0 + N x)/\theta \rfloor` spikes
+    in :math:`N` steps, so its rate approximates :math:`\operatorname{clip}(x/\theta, 0, 1)`,
+    the ReLU of the ANN scaled by :math:`1/\theta`.
+
+    Args:
+        n: Number of neurons (or pass ``shape``).
+        shape: Layer shape, e.g. ``(C, H, W)`` for a convolutional layer.
+        thresh: Firing threshold :math:`\theta > 0`, in units of the ANN pre-activation: a
+            scalar, one value per channel (``[C]``, stored as ``[C, 1, 1]``; ``[n]`` for a 1-D
+            layer), or a tensor broadcastable to ``shape``.
+        reset: A name registered in :data:`bsnn_bindsnet.neurons.RESETS` (``"subtract"``,
+            ``"zero"``, ...) or a reset strategy object.
+        v_init: Initial potential :math:`v_0`: a name registered in
+            :data:`bsnn_bindsnet.neurons.V_INITS` (``"zero"``, or ``"half"`` for
+            :math:`\theta/2`, which rounds the rate to the nearest instead of down) or a v-init
+            strategy; applied by ``set_batch_size``, every ``reset_state_variables`` and
+            ``reset_rows``.
+        traces: Keep BindsNET spike traces ``x``.
+        sum_input: Keep the running input sum ``summed``.
+
+    Raises:
+        ValueError: ``thresh`` not finite and positive or not broadcastable to ``shape``, or an
+            unknown ``reset`` / ``v_init`` name.
+
+    Shape:
+        ``forward(x)``: ``x`` is ``[B, *shape]``; spikes ``self.s`` are bool ``[B, *shape]``.
+    """
+
+    #: The per-sample, batch-first state (``[B, *shape]``) that
+    #: :func:`bsnn_bindsnet.simulate.select_rows` slices when early exit compacts the batch;
+    #: a subclass with more state (an adaptive threshold, a synaptic current) extends it.
+    state_names: tuple[str, ...] = ("s", "v", "x", "summed")
 
     def __init__(
         self,
@@ -78,23 +122,31 @@ class _IFNodes(Nodes):
         shape: Sequence[int] | None = None,
         *,
         thresh: float | Tensor = 1.0,
-        v_init: str = "zero",
+        reset: str | ResetStrategy = "subtract",
+        v_init: str | VInitStrategy = "zero",
         traces: bool = False,
         sum_input: bool = False,
     ) -> None:
         super().__init__(n=n, shape=shape, traces=traces, sum_input=sum_input)
-        if v_init not in V_INIT:
-            raise ValueError(f"v_init must be one of {V_INIT}, got {v_init!r}")
-        self.v_init = v_init
+        if isinstance(v_init, str) and v_init not in V_INITS:
+            raise ValueError(f"v_init must be one of {tuple(V_INITS)}, got {v_init!r}")
+        if isinstance(reset, str) and reset not in RESETS:
+            raise ValueError(f"reset must be one of {tuple(RESETS)}, got {reset!r}")
+        self.reset, self.v_init = reset, v_init  # names (or strategies), as given
+        self.reset_fn, self.v_init_fn = get_reset(reset), get_v_init(v_init)
         self.register_buffer("thresh", _threshold_buffer(thresh, self.shape))
         self.register_buffer("v", torch.FloatTensor())
 
-    def _v0(self) -> Tensor:
+    def forward(self, x: Tensor) -> None:
+        self.s = if_step_(self.v, x, self.thresh, self.reset_fn)
+        super().forward(x)
+
+    def v0(self) -> Tensor:
         """v(0) in the shape of ``thresh`` (``[C, 1, 1]``, ``[*shape]`` or ``[]``)."""
-        return 0.5 * self.thresh if self.v_init == "half" else torch.zeros_like(self.thresh)
+        return self.v_init_fn(self.thresh)
 
     def _init_v(self) -> None:
-        self.v.copy_(self._v0())  # broadcasts to [B, *shape]
+        self.v.copy_(self.v0())  # broadcasts to [B, *shape]
 
     def set_batch_size(self, batch_size: int) -> None:
         """Allocate ``s`` (in ``Nodes``) and ``v`` as ``[batch_size, *shape]``; initialise ``v``."""
@@ -114,72 +166,52 @@ class _IFNodes(Nodes):
         samples keep their state (early exit refills finished rows with new samples)."""
         self.s[rows] = False
         k = int(rows.sum())
-        self.v[rows] = torch.broadcast_to(self._v0(), (k, *self.shape)).to(self.v.dtype)
+        self.v[rows] = torch.broadcast_to(self.v0(), (k, *self.shape)).to(self.v.dtype)
 
     def extra_repr(self) -> str:
         th = tuple(self.thresh.shape)
-        return f"shape={tuple(self.shape)}, thresh shape={th}, v_init={self.v_init!r}"
+        return (f"shape={tuple(self.shape)}, thresh shape={th}, reset={self.reset!r}, "
+                f"v_init={self.v_init!r}")
 
 
-class SubtractiveIFNodes(_IFNodes):
-    r"""Integrate-and-fire nodes with reset by subtraction (SIF), the conversion default.
+class SubtractiveIFNodes(BinaryIFNodes):
+    r"""Integrate-and-fire nodes with reset by subtraction (SIF), the conversion default:
+    :class:`BinaryIFNodes` with ``reset="subtract"``
+    (:class:`~bsnn_bindsnet.neurons.MembraneSubtract`).
 
     .. math::
         v_t = v_{t-1} + x_t,\quad s_t = [v_t \ge \theta],\quad v_t \leftarrow v_t - \theta s_t
-
-    With a constant input :math:`0 \le x \le \theta` the layer fires
-    :math:`\lfloor (v_0 + N x)/\theta \rfloor` spikes in :math:`N` steps, so its rate approximates
-    :math:`\operatorname{clip}(x/\theta, 0, 1)`, the ReLU of the ANN scaled by :math:`1/\theta`.
-    The step is the in-place form of :func:`bsnn_bindsnet.functional.if_step_subtract`.
-
-    Args:
-        n: Number of neurons (or pass ``shape``).
-        shape: Layer shape, e.g. ``(C, H, W)`` for a convolutional layer.
-        thresh: Firing threshold :math:`\theta > 0`, in units of the ANN pre-activation: a
-            scalar, one value per channel (``[C]``, stored as ``[C, 1, 1]``; ``[n]`` for a 1-D
-            layer), or a tensor broadcastable to ``shape``.
-        v_init: Initial potential :math:`v_0`: ``"zero"`` or ``"half"`` (:math:`\theta/2`, which
-            rounds the rate to the nearest instead of down); applied by ``set_batch_size`` and
-            every ``reset_state_variables``.
-        traces: Keep BindsNET spike traces ``x``.
-        sum_input: Keep the running input sum ``summed``.
-
-    Raises:
-        ValueError: ``thresh`` not finite and positive or not broadcastable to ``shape``, or an
-            unknown ``v_init``.
-
-    Shape:
-        ``forward(x)``: ``x`` is ``[B, *shape]``; spikes ``self.s`` are bool ``[B, *shape]``.
     """
 
-    def forward(self, x: Tensor) -> None:
-        v = self.v
-        v.add_(x)
-        s = v >= self.thresh
-        v.addcmul_(s, self.thresh, value=-1.0)  # v - theta * s, fused
-        self.s = s
-        super().forward(x)
+    reset_strategy = RESETS["subtract"]
+
+    def __init__(self, n: int | None = None, shape: Sequence[int] | None = None, *,
+                 thresh: float | Tensor = 1.0, v_init: str | VInitStrategy = "zero",
+                 traces: bool = False, sum_input: bool = False) -> None:
+        super().__init__(n=n, shape=shape, thresh=thresh, reset=self.reset_strategy,
+                         v_init=v_init, traces=traces, sum_input=sum_input)
+        self.reset = "subtract"
 
 
-class ResetIFNodes(_IFNodes):
-    r"""Integrate-and-fire nodes with reset to zero (RIF).
+class ResetIFNodes(BinaryIFNodes):
+    r"""Integrate-and-fire nodes with reset to zero (RIF): :class:`BinaryIFNodes` with
+    ``reset="zero"`` (:class:`~bsnn_bindsnet.neurons.MembraneReset`).
 
     .. math::
         v_t = v_{t-1} + x_t,\quad s_t = [v_t \ge \theta],\quad v_t \leftarrow (1 - s_t)\, v_t
 
     The charge above :math:`\theta` is discarded at every spike, so the rate undershoots
-    :math:`x/\theta`; kept for the SIF-vs-RIF comparison. The step is the in-place form of
-    :func:`bsnn_bindsnet.functional.if_step_zero`. Arguments, errors and shapes as in
-    :class:`SubtractiveIFNodes`.
+    :math:`x/\theta`; kept for the SIF-vs-RIF comparison.
     """
 
-    def forward(self, x: Tensor) -> None:
-        v = self.v
-        v.add_(x)
-        s = v >= self.thresh
-        v.mul_(~s)
-        self.s = s
-        super().forward(x)
+    reset_strategy = RESETS["zero"]
+
+    def __init__(self, n: int | None = None, shape: Sequence[int] | None = None, *,
+                 thresh: float | Tensor = 1.0, v_init: str | VInitStrategy = "zero",
+                 traces: bool = False, sum_input: bool = False) -> None:
+        super().__init__(n=n, shape=shape, thresh=thresh, reset=self.reset_strategy,
+                         v_init=v_init, traces=traces, sum_input=sum_input)
+        self.reset = "zero"
 
 
 class ReadoutNodes(Nodes):
@@ -203,6 +235,8 @@ class ReadoutNodes(Nodes):
         ``forward(x)``: ``x`` is ``[B, *shape]``; ``self.v`` is ``[B, *shape]``; ``self.s`` is an
         all-False bool ``[B, *shape]``.
     """
+
+    state_names: tuple[str, ...] = ("s", "v", "x", "summed")  # as BinaryIFNodes.state_names
 
     def __init__(
         self,
@@ -236,3 +270,28 @@ class ReadoutNodes(Nodes):
         """Zero ``v`` of the samples ``rows`` (bool ``[B]``) only."""
         self.s[rows] = False
         self.v[rows] = 0.0
+
+
+def if_nodes(shape: Sequence[int], thresh: float | Tensor, reset: str = "subtract",
+             v_init: str = "zero", **kwargs: Any):
+    """The BindsNET node layer of one IF layer of a plan.
+
+    ``"subtract"`` and ``"zero"`` give :class:`~bsnn_bindsnet.nodes.SubtractiveIFNodes` and
+    :class:`~bsnn_bindsnet.nodes.ResetIFNodes` (their names are kept for saved code); any other
+    registered reset gives :class:`~bsnn_bindsnet.nodes.BinaryIFNodes` with that strategy.
+
+    Args:
+        shape: Layer shape, ``(n,)`` or ``(C, H, W)``.
+        thresh: Threshold, as in :class:`~bsnn_bindsnet.nodes.BinaryIFNodes`.
+        reset: A key of :data:`~bsnn_bindsnet.neurons.RESETS`.
+        v_init: A key of :data:`~bsnn_bindsnet.neurons.V_INITS`.
+        **kwargs: ``traces`` / ``sum_input``, passed to the nodes.
+
+    Raises:
+        ValueError: ``reset`` or ``v_init`` not registered.
+    """
+    check_neuron_options(reset, v_init)
+    named = {"subtract": SubtractiveIFNodes, "zero": ResetIFNodes}
+    if reset in named and RESETS[reset] is named[reset].reset_strategy:
+        return named[reset](shape=shape, thresh=thresh, v_init=v_init, **kwargs)
+    return BinaryIFNodes(shape=shape, thresh=thresh, reset=reset, v_init=v_init, **kwargs)

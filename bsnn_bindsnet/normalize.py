@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from bsnn_bindsnet.data import refuse_loader
+from bsnn_bindsnet.samples import batches, check_samples, num_samples
 
 STATISTICS = ("all", "sample-max")
 
@@ -66,22 +67,8 @@ class StreamingPercentile:
         return v_lo + (v_hi - v_lo) * (self.pos - lo)
 
 
-def _batches(calibration: Tensor | Iterable, batch_size: int) -> Iterable[Tensor]:
-    if isinstance(calibration, Tensor):
-        yield from calibration.split(batch_size)
-        return
-    buf: list[Tensor] = []
-    for item in calibration:
-        buf.append(item[0] if isinstance(item, (tuple, list)) else item)
-        if len(buf) == batch_size:
-            yield torch.stack(buf)
-            buf = []
-    if buf:
-        yield torch.stack(buf)
-
-
 def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
-                      calibration: Tensor | Sequence, *, percentile: float = 99.7,
+                      calibration: Any, *, percentile: float = 99.7,
                       statistic: str = "all", batch_size: int = 256,
                       device: torch.device | str = "cpu") -> dict[str, float]:
     r""":math:`\lambda` of every named point: a percentile of ``relu(output)`` of that module.
@@ -89,8 +76,9 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
     Args:
         model: The ANN (run in ``eval()`` mode; its training mode is restored afterwards).
         points: Name -> module whose output a spiking layer approximates.
-        calibration: ``[N, *input_shape]`` tensor, or a sequence of samples or ``(x, y)``
-            pairs (a ``Dataset``), used in order.
+        calibration: A ``Dataset`` of ``(x, y)`` or ``x``, a ``DataLoader``, a tensor
+            ``[N, *input_shape]`` or a pair ``(X, Y)`` (:mod:`bsnn_bindsnet.samples`), used in
+            order.
         percentile: ``100`` for the max.
         statistic: ``"all"`` or ``"sample-max"`` (see the module docstring).
 
@@ -104,12 +92,15 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
             normalized data: every threshold would be a guess); a percentile of 0 on a layer
             that does activate (too low a percentile for sparse activations: the threshold
             would be 0).
-        TypeError: ``calibration`` is a ``DataLoader`` (pass its dataset).
+        TypeError: ``calibration`` is none of the accepted forms.
     """
     if statistic not in STATISTICS:
         raise ValueError(f"unknown statistic {statistic!r}; expected one of {STATISTICS}")
-    refuse_loader(calibration, "calibration")
-    n = len(calibration)
+    check_samples(calibration, "calibration")
+    n = num_samples(calibration)
+    if n is None:
+        raise ValueError("calibration: a DataLoader over a dataset without a length; expected "
+                         "a sized data set (the percentile needs the number of values)")
     if n == 0:
         raise ValueError("the calibration set is empty; expected at least one sample")
     trackers: dict[str, StreamingPercentile] = {}
@@ -133,7 +124,7 @@ def activation_scales(model: nn.Module, points: Mapping[str, nn.Module],
         for name, module in points.items():
             handles.append(module.register_forward_hook(hook(name)))
         with torch.no_grad():
-            for x in _batches(calibration, batch_size):
+            for x, _ in batches(calibration, batch_size, "calibration"):
                 if not torch.isfinite(x).all():
                     raise ValueError("the calibration data holds NaN/inf values; expected "
                                      "finite, normalized inputs")

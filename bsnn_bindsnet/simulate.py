@@ -8,6 +8,9 @@ monitor) collect what the analyses need without recording full spike trains:
 - :class:`ReadoutTracker`: the readout's argmax and max membrane potential after every step
   (the accuracy-vs-timesteps curve and the early-exit confidence).
 
+Early exit (:mod:`bsnn_bindsnet.simulate_exit`) steps the same network and edits its
+per-sample state through :func:`reset_rows` and :func:`select_rows`.
+
 Timing: ``one_step=True`` (default) propagates the input through all layers within a timestep;
 ``one_step=False`` is BindsNET's default delayed mode (one step of delay per connection).
 Every result records which mode produced it.
@@ -16,15 +19,21 @@ Every result records which mode produced it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
-from bsnn_bindsnet.convert import INPUT, READOUT
+from bsnn_bindsnet.plan import INPUT, READOUT
 from bsnn_bindsnet.encoding import ENCODINGS, encode
+from bsnn_bindsnet.functional import to_conv_layout
+from bsnn_bindsnet.samples import batches, check_samples, num_samples
+
+__all__ = ["ROW_STATE", "ReadoutTracker", "SimResult", "SpikeCounter", "labelled_batches",
+           "reset_rows", "select_rows", "simulate"]
 
 
 class SpikeCounter:
@@ -164,19 +173,60 @@ class SimResult:
                 "ifr": self.firing_rates(), "seconds": round(self.seconds, 3)}
 
 
-def _batches(data: Any, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
-        yield from zip(data[0].split(batch_size), data[1].split(batch_size))
-        return
-    from torch.utils.data import DataLoader
-
-    yield from DataLoader(data, batch_size=batch_size, shuffle=False)
+ROW_STATE = ("s", "v", "x", "summed")  # per-sample state a stock BindsNET layer may hold
 
 
-def _length(data: Any) -> int | None:
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Tensor):
-        return len(data[0])
-    return len(data) if hasattr(data, "__len__") else None
+def reset_rows(network: Any, rows: Tensor) -> None:
+    """Start the batch rows ``rows`` (bool ``[B]``) afresh in every layer; the other rows keep
+    their state.
+
+    A layer with a ``reset_rows(rows)`` method (the package's nodes) does it itself; for any
+    other layer the spikes ``s`` of those rows are zeroed.
+    """
+    for layer in network.layers.values():
+        if hasattr(layer, "reset_rows"):
+            layer.reset_rows(rows)
+        elif isinstance(getattr(layer, "s", None), Tensor) and layer.s.dim() > 0:
+            layer.s[rows] = 0
+
+
+def select_rows(network: Any, keep: Tensor) -> None:
+    """Keep only the batch rows ``keep`` (bool ``[B]``) in every layer's state, and set the
+    layers' and the network's ``batch_size`` to what is left, so that BindsNET does not
+    reallocate (and reset) the state at the next ``Network.run``.
+
+    The per-sample state of a layer is the batch-first tensors named in its ``state_names``
+    (:class:`~bsnn_bindsnet.nodes.BinaryIFNodes` lists ``s, v, x, summed``; a neuron model
+    with more state extends the tuple), or :data:`ROW_STATE` for a layer without one.
+    """
+    b, k = keep.numel(), int(keep.sum())
+    for layer in network.layers.values():
+        for name in getattr(layer, "state_names", ROW_STATE):
+            value = getattr(layer, name, None)
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == b:
+                setattr(layer, name, to_conv_layout(value[keep]))
+        layer.batch_size = k
+    network.batch_size = k
+
+
+def labelled_batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """:func:`bsnn_bindsnet.samples.batches` for a routine that scores predictions: ``(x, y)``
+    pairs, and a ``ValueError`` for data without labels."""
+    for x, y in batches(data, batch_size):
+        if y is None:
+            raise ValueError("data holds inputs without labels; expected (x, y) samples, a "
+                             "DataLoader of (x, y) batches or a pair of tensors (X, Y)")
+        yield x, y
+
+
+def _num_batches(data: Any, batch_size: int) -> int | None:
+    if isinstance(data, DataLoader):
+        try:
+            return len(data)
+        except TypeError:
+            return None
+    n = num_samples(data)
+    return None if n is None else -(-n // batch_size)
 
 
 def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
@@ -188,7 +238,9 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     Args:
         network: A network built by :func:`~bsnn_bindsnet.network.build_network` (layers
             ``input`` ... ``readout``).
-        data: A dataset of ``(x, y)`` or a pair of tensors ``(X [N, *shape], Y [N])``.
+        data: A dataset of ``(x, y)``, a ``DataLoader`` of ``(x, y)`` batches (used as they
+            come: its batch size, its order; ``batch_size`` is then ignored) or a pair of
+            tensors ``(X [N, *shape], Y [N])`` (:mod:`bsnn_bindsnet.samples`).
         timesteps: Steps per sample.
         one_step: Propagate through all layers within a step (default) or BindsNET's
             delayed mode.
@@ -200,16 +252,18 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
 
     Returns:
         A :class:`SimResult`.
-    """
-    from bsnn_bindsnet.data import refuse_loader
 
-    refuse_loader(data, "data", instead="a tensor pair (X, Y)",
-                  why="simulate batches it itself, with batch_size")
+    Raises:
+        TypeError: ``data`` in none of the accepted forms.
+        ValueError: empty data, data without labels, a wrong input shape, non-finite inputs
+            or labels outside the readout's classes.
+    """
+    check_samples(data)
     if timesteps < 1:
         raise ValueError(f"timesteps must be >= 1, got {timesteps}")
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; expected one of {ENCODINGS}")
-    if _length(data) == 0:
+    if num_samples(data) == 0:
         raise ValueError("the data set is empty; expected at least one sample")
     shape = tuple(network.layers[INPUT].shape)
     n_classes = network.layers[READOUT].n
@@ -224,17 +278,16 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     spikes = {name: torch.zeros(timesteps, dtype=torch.float64) for name in layers}
     preds, confs, labels = [], [], []  # [T, B] per batch with per_sample, else [B]
     per_step: dict[str, list[Tensor]] = {name: [] for name in layers}
-    batches = _batches(data, batch_size)
+    todo = labelled_batches(data, batch_size)
     if progress:
         from tqdm.auto import tqdm
 
-        total = _length(data)
-        batches = tqdm(batches, total=None if total is None else -(-total // batch_size),
-                       desc=f"simulate T={timesteps}", leave=False, dynamic_ncols=True)
+        todo = tqdm(todo, total=_num_batches(data, batch_size), desc=f"simulate T={timesteps}",
+                    leave=False, dynamic_ncols=True)
     t0 = time.perf_counter()
     try:
         with torch.no_grad():
-            for x, y in batches:
+            for x, y in todo:
                 if tuple(x.shape[1:]) != shape:
                     raise ValueError(f"wrong input shape: the network expects "
                                      f"[B, {', '.join(map(str, shape))}], got {list(x.shape)}")

@@ -25,6 +25,8 @@ Each entry is two files in ``bsnn_bindsnet/zoo_data/``:
   :func:`pack` itself (no figure is typed by hand). ``tests/test_zoo.py`` measures the subset
   accuracy again and requires the same count of correct images.
 
+The tensor format itself is :mod:`bsnn_bindsnet.zoo_format`.
+
 API: :func:`list_models`, :func:`entry`, :func:`load` (``nn.Module`` ready for
 :func:`~bsnn_bindsnet.convert.ann_to_bsnn`), :func:`materialize` (a ``model.pt`` for the
 ``bsnn`` commands, which accept ``zoo:NAME``) and the maintainer tool :func:`pack`::
@@ -42,7 +44,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -52,12 +53,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_write, atomic_write_json,
-                                      load_state_checked, read_model_file, save_model)
+from bsnn_bindsnet.checkpoint import (atomic_write, atomic_write_json, load_state_checked,
+                                      read_model_file, save_model)
+from bsnn_bindsnet.training.loop import evaluate
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.zoo_format import ZooError, npz_bytes, pack_state, read_npz, unpack_state
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +72,7 @@ ZOO_FORMAT = "bsnn-bindsnet/zoo-v1"
 DATA_DIR = Path(__file__).resolve().with_name("zoo_data")
 SUBSET_SIZE = 1000  # the fixed subset: the first SUBSET_SIZE images of the test split
 EVAL_BATCH = 250    # evaluation batch size, fixed so that the figures repeat exactly
-_ATTEMPTS = 9       # proxy searches of _proxy_weight (see there)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-
-
-class ZooError(CheckpointError):
-    """An unknown zoo name or a damaged zoo file."""
 
 
 @dataclass(frozen=True)
@@ -127,130 +125,11 @@ class ZooEntry:
         return cls(**fields)
 
 
-# ------------------------------------------------------------------------------ the format
-def _binary_modules(model: nn.Module) -> dict[str, nn.Module]:
-    from bsnn_bindsnet.ann.binarize import binary_layers
-
-    return {f"{name}.weight": m for name, m in binary_layers(model)}
-
-
-def pack_state(model: nn.Module) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-    """The compact form of ``model.state_dict()``: arrays to save and their layout.
-
-    Returns:
-        ``(arrays, layout)``: ``layout[key]`` is ``{"kind": "binary" | "float16" | "raw",
-        "shape": [...]}`` (binary: ``per_channel`` too) for every state-dict key; ``arrays``
-        holds ``key + ".bits"`` and ``key + ".alpha"`` for binary weights, else ``key``.
-    """
-    binary = _binary_modules(model)
-    arrays: dict[str, np.ndarray] = {}
-    layout: dict[str, dict[str, Any]] = {}
-    for key, t in model.state_dict().items():
-        t = t.detach().cpu()
-        if key in binary:
-            sign, alpha = binary[key].export_weight()
-            arrays[f"{key}.bits"] = np.packbits((sign > 0).reshape(-1).numpy())
-            arrays[f"{key}.alpha"] = alpha.to(torch.float32).numpy()
-            layout[key] = {"kind": "binary", "shape": list(t.shape),
-                           "per_channel": bool(binary[key].per_channel)}
-        elif t.is_floating_point():
-            half = t.to(torch.float16)
-            if not torch.isfinite(half).all():
-                raise ValueError(f"{key}: values beyond the float16 range (|x| > 65504) or "
-                                 "NaN/inf; the zoo stores such tensors in float16")
-            arrays[key] = half.numpy()
-            layout[key] = {"kind": "float16", "shape": list(t.shape)}
-        else:
-            arrays[key] = t.numpy()
-            layout[key] = {"kind": "raw", "shape": list(t.shape)}
-    return arrays, layout
-
-
-def _proxy_weight(sign: Tensor, alpha: Tensor, per_channel: bool) -> Tensor:
-    r"""Proxies ``W`` with ``sign(W) == sign`` whose float32 ``mean|W|`` (per channel) is
-    ``alpha`` exactly, so that the loaded layer computes the trained :math:`\alpha \cdot
-    \operatorname{sign}` bit for bit.
-
-    Every entry is :math:`\pm\alpha` except the first of each channel, whose magnitude is
-    found by bisection: the float32 mean of n equal values can miss ``alpha`` by an ulp, and
-    the mean is monotone in any one entry. Where no such magnitude exists, the other entries
-    are moved 1, 2, ... ulps off ``alpha`` and the bisection is repeated.
-    """
-    from bsnn_bindsnet.functional import scale_per_channel
-
-    want = alpha.reshape(-1).to(torch.float32)
-    rows = sign.reshape(len(want), -1)  # one row per alpha (a single row for per-layer alpha)
-    first = rows[:, 0].clone()
-    w = (rows * want[:, None]).contiguous()
-
-    def mean_abs(v: Tensor) -> Tensor:  # alpha of each row of v, as the layer computes it
-        return scale_per_channel(v.reshape(-1, *sign.shape[1:]) if per_channel
-                                 else v.reshape(sign.shape), per_channel).reshape(-1)
-
-    missed = mean_abs(w) != want
-    for attempt in range(_ATTEMPTS):
-        if not missed.any():
-            break
-        idx = missed.nonzero().reshape(-1)
-        target, bits = want[idx], want[idx].view(torch.int32)
-        k = (attempt + 1) // 2  # the other entries 0, 1, -1, 2, ... ulps off alpha
-        sub = rows[idx] * (bits + (k if attempt % 2 else -k)).view(torch.float32)[:, None]
-        lo, hi = (bits - 2 ** 20).clamp(min=0), bits + 2 ** 20  # floats >= 0 sort as bits
-        while bool((hi - lo > 1).any()):
-            mid = (lo + hi) // 2
-            sub[:, 0] = first[idx] * mid.view(torch.float32)
-            above = mean_abs(sub) >= target
-            hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
-        sub[:, 0] = first[idx] * hi.view(torch.float32)
-        w[idx] = sub
-        missed = mean_abs(w) != want  # checked on the whole layer, as it will run
-    if missed.any():
-        w[missed] = rows[missed] * want[missed, None]
-        log.warning("%d channel(s): no float32 proxy gives alpha exactly; off by an ulp",
-                    int(missed.sum()))
-    return w.reshape(sign.shape)
-
-
-def unpack_state(arrays: Mapping[str, np.ndarray],
-                 layout: Mapping[str, Mapping[str, Any]]) -> dict[str, Tensor]:
-    """Inverse of :func:`pack_state`: a float32 state dict (binary weights as
-    :math:`\\alpha \\cdot \\operatorname{sign}`, float16 tensors widened to float32)."""
-    state = {}
-    for key, spec in layout.items():
-        shape = tuple(spec["shape"])
-        if spec["kind"] == "binary":
-            n = int(np.prod(shape))
-            bits = np.unpackbits(arrays[f"{key}.bits"], count=n)
-            sign = torch.from_numpy(bits.astype(np.float32) * 2 - 1).reshape(shape)
-            alpha = torch.from_numpy(np.array(arrays[f"{key}.alpha"], dtype=np.float32))
-            state[key] = _proxy_weight(sign, alpha, spec["per_channel"])
-        elif spec["kind"] == "float16":
-            state[key] = torch.from_numpy(np.array(arrays[key])).to(torch.float32).reshape(shape)
-        elif spec["kind"] == "raw":
-            state[key] = torch.from_numpy(np.array(arrays[key])).reshape(shape)
-        else:
-            raise ZooError(f"{key}: unknown tensor kind {spec['kind']!r} in the zoo layout")
-    return state
-
-
 def _build(model: str, model_kwargs: Mapping[str, Any], state: Mapping[str, Tensor],
            source: str) -> nn.Module:
-    from bsnn_bindsnet.ann.models import get_model
-
     net = get_model(model, **model_kwargs)
     load_state_checked(net, state, source=source)
     return net.eval()
-
-
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
-def _read_npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
 # ------------------------------------------------------------------------------- the API
@@ -289,7 +168,7 @@ def load(name: str) -> nn.Module:
         raise ZooError(f"{path} is damaged: its SHA-256 {digest[:16]}... is not the "
                        f"{e.sha256[:16]}... recorded in {name}.json; reinstall bsnn-bindsnet "
                        "(or pack the entry again)")
-    return _build(e.model, e.model_kwargs, unpack_state(_read_npz(data), e.layout), str(path))
+    return _build(e.model, e.model_kwargs, unpack_state(read_npz(data), e.layout), str(path))
 
 
 def default_cache_dir() -> Path:
@@ -332,7 +211,6 @@ def measure_accuracy(model: nn.Module, dataset: str, *, limit: int | None = None
     every run. Raises ``DatasetNotFoundError`` when the dataset is not installed."""
     from torch.utils.data import Subset
 
-    from bsnn_bindsnet.ann.train import evaluate
     from bsnn_bindsnet.data import load_dataset, make_loader
 
     data = load_dataset(dataset, "test", data_root=data_root)
@@ -369,9 +247,9 @@ def pack(model_pt: str | os.PathLike, name: str, *, description: str,
         raise ValueError(f"{model_pt} does not record its dataset")
     original = _build(blob["model"], blob["model_kwargs"], blob["state_dict"], str(model_pt))
     arrays, layout = pack_state(original)
-    data = _npz_bytes(arrays)
+    data = npz_bytes(arrays)
     shipped = _build(blob["model"], blob["model_kwargs"],
-                     unpack_state(_read_npz(data), layout), f"packed {model_pt}")
+                     unpack_state(read_npz(data), layout), f"packed {model_pt}")
     test_correct, test_n = measure_accuracy(shipped, dataset, data_root=data_root)
     subset_correct, subset_n = measure_accuracy(shipped, dataset, limit=subset_size,
                                                 data_root=data_root)

@@ -1,4 +1,5 @@
-"""Helpers shared by the experiment scripts: dataset -> preset prefix, JSON and figure output."""
+"""Helpers shared by the experiment scripts: dataset -> preset prefix (from the dataset
+registry), the trained runs, epoch lines, JSON and figure output, #OPS to reach an accuracy."""
 
 from __future__ import annotations
 
@@ -8,18 +9,27 @@ from pathlib import Path
 from typing import Any
 
 from bsnn_bindsnet.checkpoint import atomic_write_json
-
-# Dataset name -> the prefix of its training presets (see `bsnn presets`).
-PRESET_PREFIX = {"digits": "digits", "fashion-mnist": "fmnist", "cifar100": "cifar100",
-                 "imagenet": "imagenet"}
+from bsnn_bindsnet.data import dataset_info
 
 
 def preset_prefix(dataset: str) -> str:
-    """The preset family of ``dataset``; unknown names raise a ValueError listing the choices."""
-    if dataset not in PRESET_PREFIX:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of "
-                         f"{', '.join(sorted(PRESET_PREFIX))}")
-    return PRESET_PREFIX[dataset]
+    """The prefix of ``dataset``'s presets and runs (``"fashion-mnist"`` -> ``"fmnist"``), from
+    its :class:`~bsnn_bindsnet.data.DatasetInfo`; unknown names raise a ValueError listing the
+    choices."""
+    return dataset_info(dataset).prefix
+
+
+def print_epoch(row: Mapping[str, Any]) -> None:
+    """One line per finished training epoch."""
+    from bsnn_bindsnet.training.fit import format_epoch
+
+    print(format_epoch(row), flush=True)
+
+
+def ops_to_reach(row: Mapping[str, Any], target: float) -> float | None:
+    """Normalized #OPS spent when the curve ``row`` first reaches ``target`` accuracy."""
+    t = next((i for i, a in enumerate(row["accuracy"]) if a >= target), None)
+    return None if t is None else row["normalized_ops"][t]
 
 
 def write_results(out_dir: Path, config: Mapping[str, Any], results: Any) -> Path:
@@ -70,7 +80,7 @@ def trained_models(dataset: str, runs_dir: Path, *, smoke: bool = False) -> dict
             f"`bsnn train --preset {prefix}-fp --out {runs_dir}/{prefix}-fp` and then "
             f"`bsnn train --preset {prefix}-bwn --init-from {runs_dir}/{prefix}-fp/model.pt "
             f"--out {runs_dir}/{prefix}-bwn`)")
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from bsnn_bindsnet.training.fit import RunConfig, fit
 
     for mode in ("fp", "bwn"):
         init = str(paths["fp"]) if mode == "bwn" else None

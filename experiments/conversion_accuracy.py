@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
 from experiments.common import trained_models, write_results
-from experiments.harness import RESETS, Setup, simulate_curve
+from experiments.harness import RESETS, Setup, ann_accuracy, load_data, simulate_curve
 
 SWEEP_PERCENTILES = (99.9, 99.7, 99.0, 98.0, 95.0)
 
@@ -43,6 +43,13 @@ class Config:
     data_root: str | None = None
     device: str = "cpu"
     smoke: bool = False
+
+    def setup(self, timesteps: int | None = None) -> Setup:
+        """The harness :class:`~experiments.harness.Setup` of this run (another window:
+        ``timesteps``)."""
+        return Setup(self.dataset, self.runs_dir, self.out_dir, timesteps or self.timesteps,
+                     self.percentile, self.limit, self.batch_size, self.data_root, self.device,
+                     self.smoke)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -88,36 +95,26 @@ def _simulate(plan, test, cfg: Config, timesteps: int, *, reset: str,
     """Simulate ``plan`` with the given neuron reset and v(0); #OPS at the report steps."""
     from bsnn_bindsnet.report import REPORT_STEPS
 
-    setup = Setup(cfg.dataset, cfg.runs_dir, cfg.out_dir, timesteps, cfg.percentile, cfg.limit,
-                  cfg.batch_size, cfg.data_root, cfg.device, cfg.smoke)
-    row, _ = simulate_curve(plan, test, setup, reset=reset, v_init=v_init)
+    row, _ = simulate_curve(plan, test, cfg.setup(timesteps), reset=reset, v_init=v_init)
     row["normalized_ops"] = {t: row["normalized_ops"][t - 1] for t in REPORT_STEPS
                              if t <= timesteps}
     return row
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    from torch.utils.data import Subset
-
-    from bsnn_bindsnet.ann.train import evaluate
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.data import load_dataset, make_loader
     from bsnn_bindsnet.report import (accuracy_table, ops_table, plot_accuracy,
                                       write_accuracy_csv)
 
     cfg = parse_args(argv)
     paths = trained_models(cfg.dataset, cfg.runs_dir, smoke=cfg.smoke)
-    calib = load_dataset(cfg.dataset, "calib", data_root=cfg.data_root)
-    test = load_dataset(cfg.dataset, "test", data_root=cfg.data_root)
-    if cfg.limit:
-        test = Subset(test, range(min(cfg.limit, len(test))))
+    calib, test = load_data(cfg.setup())
     n = len(test)
     results: dict = {"n": n, "ann": {}, "ann_interval": {}, "curves": {}, "sweep": []}
     for kind, label in (("fp", "SNN"), ("bwn", "B-SNN")):
         model = load_model(paths[kind])
-        results["ann"][label] = evaluate(model, make_loader(test, batch_size=256,
-                                                            shuffle=False)).acc
+        results["ann"][label] = ann_accuracy(model, test, cfg.setup())
         results["ann_interval"][label] = accuracy_interval(results["ann"][label], n)
         plans = {q: ann_to_bsnn(model, calib, percentile=q, statistic=cfg.statistic,
                                 device=cfg.device, build=False)

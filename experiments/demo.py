@@ -69,7 +69,7 @@ def repeatable(threads: int) -> None:
 
 def train_stages(cfg: Config) -> dict[str, dict]:
     """Full precision, then the hybrid BWN initialised from it."""
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from bsnn_bindsnet.training.fit import RunConfig, fit
 
     epochs = 2 if cfg.smoke else None
     rows = {}

@@ -31,7 +31,7 @@ import argparse
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from bsnn_bindsnet.analysis.stats import format_accuracy
 from experiments.common import pyplot, savefig, trained_models, write_results
@@ -40,23 +40,33 @@ from experiments.harness import (Setup, add_selection_argument, add_setup_argume
                                  setup_from, simulate_curve)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
+@dataclass(frozen=True)
+class Config(Setup):
+    """The shared setup plus the network, the tolerance and the timing repeats."""
+
+    model: str = "bwn"
+    tolerance: float = 0.001
+    repeats: int = 2
+    select_limit: int | None = None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p, out_dir="results/fig10_11", timesteps=64, limit=2000)
-    p.add_argument("--model", choices=("fp", "bwn"), default="bwn")
-    p.add_argument("--tolerance", type=float, default=0.001,
+    p.add_argument("--model", choices=("fp", "bwn"), default=Config.model)
+    p.add_argument("--tolerance", type=float, default=Config.tolerance,
                    help="accuracy tolerance (fraction; 0.001 = 0.1 points)")
-    p.add_argument("--repeats", type=int, default=2, help="timed repetitions (best is kept)")
+    p.add_argument("--repeats", type=int, default=Config.repeats,
+                   help="timed repetitions (best is kept)")
     add_selection_argument(p)
-    args = p.parse_args(argv)
-    return setup_from(args), args
+    return setup_from(p.parse_args(argv), Config)
 
 
 def measure(plan, test, setup: Setup, study: dict, repeats: int) -> dict:
     """Best-of-``repeats`` wall time of the full run to ``T_ref`` and of the early-exit run
     capped at ``T_ref`` (its ``T_max``), so that both stop by ``T_ref``."""
-    from bsnn_bindsnet.early_exit import simulate_early_exit
+    from bsnn_bindsnet.simulate_exit import simulate_early_exit
     from bsnn_bindsnet.network import build_network
     from bsnn_bindsnet.simulate import simulate
 
@@ -123,10 +133,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.convert import ann_to_bsnn
 
-    setup, args = parse_args(argv)
-    model = load_model(trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)[args.model])
+    setup = parse_args(argv)
+    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
+    model = load_model(paths[setup.model])
     calib, test = load_data(setup)
-    select = selection_data(calib, setup, args.select_limit)
+    select = selection_data(calib, setup, setup.select_limit)
     ann = ann_accuracy(model, test, setup)
     ann_calib = ann_accuracy(model, select, setup)
     plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
@@ -134,13 +145,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     _, calib_result = simulate_curve(plan, select, setup, per_sample=True)
     row, result = simulate_curve(plan, test, setup, per_sample=True)
     study = early_exit_study(calib_result, result, plan, ann_calib=ann_calib, ann_test=ann,
-                             tolerance=args.tolerance)
-    study.update(measure(plan, test, setup, study, args.repeats))
+                             tolerance=setup.tolerance)
+    study.update(measure(plan, test, setup, study, setup.repeats))
     plot(study, setup.out_dir / "fig10_early_exit.png", setup.out_dir / "fig11_exit_histogram.png")
-    write_results(setup.out_dir, {**asdict(setup), **vars(args)},
+    write_results(setup.out_dir, asdict(setup),
                   {"curve": row, "early_exit": study})
     n, c, m = len(test), study["calib"], study["n_calib"]
-    print(f"\n{setup.dataset} {args.model}, SIF, v(0)=theta/2; chosen on {m} "
+    print(f"\n{setup.dataset} {setup.model}, SIF, v(0)=theta/2; chosen on {m} "
           f"calibration images (training set), scored on {n} test images; accuracies in % "
           "[95 % interval]\n")
     print(f"calibration: ANN {format_accuracy(study['ann_calib'], m)}; "

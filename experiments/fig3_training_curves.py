@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from experiments.common import preset_prefix, pyplot, savefig, write_results
+from experiments.common import preset_prefix, print_epoch, pyplot, savefig, write_results
 
 MODES = ("fp", "bwn", "bwn-scratch", "xnor")
 LABELS = {"fp": "full precision", "bwn": "BWN (hybrid, from FP)",
@@ -52,8 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 def train_all(cfg: Config) -> dict[str, list[dict]]:
     """Train (or reuse, or resume) the four runs; returns each run's per-epoch history."""
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
-    from bsnn_bindsnet.cli import print_epoch
+    from bsnn_bindsnet.training.fit import RunConfig, fit
 
     dataset = "digits" if cfg.smoke else cfg.dataset
     prefix = preset_prefix(dataset)

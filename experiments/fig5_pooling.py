@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from experiments.common import preset_prefix, pyplot, savefig, write_results
+from experiments.common import preset_prefix, print_epoch, pyplot, savefig, write_results
 from experiments.harness import (Setup, add_setup_arguments, ann_accuracy, load_data,
                                  setup_from, simulate_curve)
 
@@ -31,35 +31,44 @@ VARIANTS = {"avg-before": [("avg-before", "or")], "avg-after": [("avg-after", "o
             "max-after": [("max-after (OR, paper)", "or"), ("max-after (extra IF)", "if")]}
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
+@dataclass(frozen=True)
+class Config(Setup):
+    """The shared setup plus the training budget and the placements."""
+
+    fp_epochs: int = 3
+    bwn_epochs: int = 2
+    train_subset: int | None = None
+    placements: tuple[str, ...] = PLACEMENTS
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p, out_dir="results/fig5", timesteps=64, limit=2000)
-    p.add_argument("--fp-epochs", type=int, default=3)
-    p.add_argument("--bwn-epochs", type=int, default=2)
+    p.add_argument("--fp-epochs", type=int, default=Config.fp_epochs)
+    p.add_argument("--bwn-epochs", type=int, default=Config.bwn_epochs)
     p.add_argument("--train-subset", type=int,
                    help="train on the first N training images (a shorter budget for every "
                         "placement alike)")
-    p.add_argument("--placements", nargs="+", choices=PLACEMENTS, default=PLACEMENTS)
+    p.add_argument("--placements", nargs="+", choices=PLACEMENTS, default=Config.placements)
     args = p.parse_args(argv)
     if args.runs_dir is None:  # its own models, one pair per placement
         args.runs_dir = args.out_dir / "models"
-    return setup_from(args), args
+    return setup_from(args, Config)
 
 
-def train(setup: Setup, placement: str, args: argparse.Namespace) -> dict[str, Path]:
+def train(setup: Config, placement: str) -> dict[str, Path]:
     """FP and hybrid-BWN ``model.pt`` for one placement (trained, resumed or reused)."""
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
-    from bsnn_bindsnet.cli import print_epoch
+    from bsnn_bindsnet.training.fit import RunConfig, fit
 
     prefix = preset_prefix(setup.dataset)
     paths = {}
-    for mode, epochs in (("fp", args.fp_epochs), ("bwn", args.bwn_epochs)):
+    for mode, epochs in (("fp", setup.fp_epochs), ("bwn", setup.bwn_epochs)):
         run_dir = setup.runs_dir / f"{prefix}-{mode}-{placement}"
         run = RunConfig(preset=f"{prefix}-{mode}", out_dir=str(run_dir), pool=placement,
                         init_from=str(paths["fp"]) if mode == "bwn" else None,
                         epochs=2 if setup.smoke else epochs,
-                        train_subset=256 if setup.smoke else args.train_subset,
+                        train_subset=256 if setup.smoke else setup.train_subset,
                         data_root=setup.data_root,
                         device=setup.device, progress=False)
         print(f"== {run.preset} {placement} -> {run_dir}", flush=True)
@@ -91,11 +100,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.convert import ann_to_bsnn
 
-    setup, args = parse_args(argv)
+    setup = parse_args(argv)
     calib, test = load_data(setup)
     results: dict = {}
-    for placement in args.placements:
-        paths = train(setup, placement, args)
+    for placement in setup.placements:
+        paths = train(setup, placement)
         models = {mode: load_model(paths[mode]) for mode in ("fp", "bwn")}
         ann = {mode: ann_accuracy(model, test, setup) for mode, model in models.items()}
         for name, maxpool_after in VARIANTS[placement]:
@@ -118,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                       f"{format_accuracy(row['accuracy'][t8 - 1], n)} %, "
                       f"T={setup.timesteps} {format_accuracy(row['final_accuracy'], n)} %",
                       flush=True)
-    write_results(setup.out_dir, {**asdict(setup), **vars(args)}, results)
+    write_results(setup.out_dir, asdict(setup), results)
     plot(results, setup.out_dir / "fig5_pooling.png", setup.timesteps)
     steps = [t for t in (8, 16, 32, 64, 128, 256) if t <= setup.timesteps]
     n = len(test)

@@ -13,49 +13,27 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
-from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-from experiments.common import pyplot, savefig, trained_models, write_results
-from experiments.harness import (RESETS, Setup, add_setup_arguments, ann_accuracy, load_data,
-                                 setup_from, simulate_curve)
-
-NETWORKS = {"fp": "SNN", "bwn": "B-SNN"}
+from bsnn_bindsnet.analysis.stats import format_accuracy
+from experiments.common import pyplot, savefig, write_results
+from experiments.harness import Setup, add_setup_arguments, reset_curves, setup_dict, setup_from
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
+@dataclass(frozen=True)
+class Config(Setup):
+    """The shared setup plus the initial membrane potential."""
+
+    v_init: str = "half"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p, out_dir="results/fig6", timesteps=64, limit=2000)
-    p.add_argument("--v-init", choices=("zero", "half"), default="half")
-    args = p.parse_args(argv)
-    return setup_from(args), args
-
-
-def curves(setup: Setup, v_init: str = "half") -> dict:
-    """``{"ann": {label: acc}, "curves": {"B-SNN SIF": row, ...}}`` for SNN/B-SNN x SIF/RIF."""
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
-
-    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
-    calib, test = load_data(setup)
-    n = len(test)
-    out: dict = {"ann": {}, "ann_interval": {}, "curves": {}, "n": n}
-    for kind, label in NETWORKS.items():
-        model = load_model(paths[kind])
-        out["ann"][label] = ann_accuracy(model, test, setup)
-        out["ann_interval"][label] = accuracy_interval(out["ann"][label], n)
-        plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
-                           build=False)
-        for reset, neuron in RESETS.items():
-            row, _ = simulate_curve(plan, test, setup, reset=reset, v_init=v_init)
-            row["final_accuracy_interval"] = accuracy_interval(row["final_accuracy"], n)
-            out["curves"][f"{label} {neuron}"] = row
-            print(f"{label} {neuron}: {format_accuracy(row['final_accuracy'], n)} % at "
-                  f"T={setup.timesteps} (ANN {format_accuracy(out['ann'][label], n)} %)",
-                  flush=True)
-    return out
+    p.add_argument("--v-init", choices=("zero", "half"), default=Config.v_init)
+    return setup_from(p.parse_args(argv), Config)
 
 
 def plot(results: dict, path: Path) -> Path:
@@ -80,12 +58,12 @@ def plot(results: dict, path: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    setup, args = parse_args(argv)
-    results = curves(setup, args.v_init)
-    write_results(setup.out_dir, {**asdict(setup), "v_init": args.v_init}, results)
+    setup = parse_args(argv)
+    results = reset_curves(setup, setup.v_init)
+    write_results(setup.out_dir, {**setup_dict(setup), "v_init": setup.v_init}, results)
     plot(results, setup.out_dir / "fig6_reset_ifr.png")
     steps = [t for t in (8, 16, 32, 64, 128, 256) if t <= setup.timesteps]
-    print(f"\n{setup.dataset}, {results['n']} test samples, v(0)={args.v_init}, "
+    print(f"\n{setup.dataset}, {results['n']} test samples, v(0)={setup.v_init}, "
           f"{setup.percentile}th percentile; test accuracy (%) [95 % interval]\n")
     print("| network | " + " | ".join(f"T={t}" for t in steps) + " | IFR per layer |")
     print("|---|" + "---|" * len(steps) + "---|")

@@ -11,23 +11,30 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.common import pyplot, savefig, trained_models, write_results
-from experiments.harness import Setup, add_setup_arguments, load_data, setup_from
+from experiments.harness import Setup, add_setup_arguments, load_data, setup_dict, setup_from
 
 PERCENTILES = (100.0, 99.99, 99.9, 99.7)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
+@dataclass(frozen=True)
+class Config(Setup):
+    """The shared setup plus the network and the histogram bins."""
+
+    model: str = "bwn"
+    bins: int = 50
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p, out_dir="results/fig7", timesteps=1)
-    p.add_argument("--model", choices=("fp", "bwn"), default="bwn")
-    p.add_argument("--bins", type=int, default=50)
-    args = p.parse_args(argv)
-    return setup_from(args), args
+    p.add_argument("--model", choices=("fp", "bwn"), default=Config.model)
+    p.add_argument("--bins", type=int, default=Config.bins)
+    return setup_from(p.parse_args(argv), Config)
 
 
 def sample_maxima(model, points: dict[str, str], data, batch_size: int = 256) -> dict:
@@ -56,8 +63,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.convert import ann_to_bsnn
 
-    setup, args = parse_args(argv)
-    model = load_model(trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)[args.model])
+    setup = parse_args(argv)
+    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
+    model = load_model(paths[setup.model])
     calib, _ = load_data(setup)
     plans = {q: ann_to_bsnn(model, calib, percentile=q, build=False) for q in PERCENTILES}
     points = {layer.name: layer.point for layer in plans[100.0].layers if layer.kind == "if"}
@@ -66,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(points), figsize=(3.2 * len(points), 3), squeeze=False)
     for ax, name in zip(axes[0], points):
-        ax.hist(maxima[name].numpy(), bins=args.bins, color="0.6")
+        ax.hist(maxima[name].numpy(), bins=setup.bins, color="0.6")
         for i, q in enumerate(PERCENTILES):
             ax.axvline(lambdas[q][name], color=f"C{i}", lw=1,
                        label="max" if q == 100 else f"{q}th pct")
@@ -80,8 +88,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                for p in (50, 90, 99, 100)},
                       "lambda": {str(q): lambdas[q][name] for q in PERCENTILES}}
                for name in points}
-    write_results(setup.out_dir, {**asdict(setup), "model": args.model}, results)
-    print(f"{setup.dataset} {args.model}, {len(calib)} calibration samples: lambda per layer "
+    write_results(setup.out_dir, {**setup_dict(setup), "model": setup.model}, results)
+    print(f"{setup.dataset} {setup.model}, {len(calib)} calibration samples: lambda per layer "
           "(threshold scale) by percentile of all activations\n")
     print("| layer | median sample max | " + " | ".join(
         "max" if q == 100 else f"{q}" for q in PERCENTILES) + " |")

@@ -23,28 +23,36 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-from experiments.common import pyplot, savefig, trained_models, write_results
-from experiments.fig9_ops_accuracy import ops_to_reach
+from experiments.common import ops_to_reach, pyplot, savefig, trained_models, write_results
 from experiments.harness import (Setup, add_selection_argument, add_setup_arguments,
-                                 ann_accuracy, load_data, selection_data, setup_from,
-                                 simulate_curve)
+                                 ann_accuracy, load_data, selection_data, setup_dict,
+                                 setup_from, simulate_curve)
 
 PERCENTILES = (100.0, 99.99, 99.9, 99.7, 99.0)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
+@dataclass(frozen=True)
+class Config(Setup):
+    """The shared setup plus the percentiles, the network and v(0)."""
+
+    percentiles: tuple[float, ...] = PERCENTILES
+    model: str = "bwn"
+    v_init: str = "half"
+    select_limit: int | None = None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p, out_dir="results/fig8", timesteps=64, limit=2000)
-    p.add_argument("--percentiles", type=float, nargs="+", default=PERCENTILES)
-    p.add_argument("--model", choices=("fp", "bwn"), default="bwn")
-    p.add_argument("--v-init", choices=("zero", "half"), default="half")
+    p.add_argument("--percentiles", type=float, nargs="+", default=Config.percentiles)
+    p.add_argument("--model", choices=("fp", "bwn"), default=Config.model)
+    p.add_argument("--v-init", choices=("zero", "half"), default=Config.v_init)
     add_selection_argument(p)
-    args = p.parse_args(argv)
-    return setup_from(args), args
+    return setup_from(p.parse_args(argv), Config)
 
 
 def choose_percentile(ops_within: Mapping[float, float | None]) -> float | None:
@@ -63,18 +71,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.convert import ann_to_bsnn
 
-    setup, args = parse_args(argv)
-    model = load_model(trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)[args.model])
+    setup = parse_args(argv)
+    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
+    model = load_model(paths[setup.model])
     calib, test = load_data(setup)
-    select = selection_data(calib, setup, args.select_limit)
+    select = selection_data(calib, setup, setup.select_limit)
     n, n_calib = len(test), len(select)
     ann = ann_accuracy(model, test, setup)
     ann_calib = ann_accuracy(model, select, setup)
     rows, calib_rows = {}, {}
-    for q in args.percentiles:
+    for q in setup.percentiles:
         plan = ann_to_bsnn(model, calib, percentile=q, device=setup.device, build=False)
-        calib_row, _ = simulate_curve(plan, select, setup, v_init=args.v_init)
-        row, _ = simulate_curve(plan, test, setup, v_init=args.v_init)
+        calib_row, _ = simulate_curve(plan, select, setup, v_init=setup.v_init)
+        row, _ = simulate_curve(plan, test, setup, v_init=setup.v_init)
         row["ops_within_1pt"] = ops_to_reach(row, ann - 0.01)
         row["accuracy_interval"] = [accuracy_interval(a, n) for a in row["accuracy"]]
         calib_rows[q] = {"accuracy": calib_row["accuracy"],
@@ -118,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ops_ax.grid(alpha=0.3)
     ops_ax.legend()
     savefig(fig, setup.out_dir / "fig8_percentile.png")
-    config = {**asdict(setup), "model": args.model, "v_init": args.v_init}
-    config = {**config, "select_limit": args.select_limit}
+    config = {**setup_dict(setup), "model": setup.model, "v_init": setup.v_init}
+    config = {**config, "select_limit": setup.select_limit}
     write_results(setup.out_dir, config,
                   {"ann": ann, "ann_interval": accuracy_interval(ann, n), "n": n,
                    "curves": {str(q): r for q, r in rows.items()},
@@ -127,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                    "choice": choice})
     steps = [t for t in (8, 16, 32, 64, 128, 256) if t <= T]
     fmt = lambda v: "never" if v is None else f"{v:.3f}"  # noqa: E731
-    print(f"\n{setup.dataset} {args.model}, {n} test samples, SIF, v(0)={args.v_init}; "
+    print(f"\n{setup.dataset} {setup.model}, {n} test samples, SIF, v(0)={setup.v_init}; "
           f"ANN {format_accuracy(ann, n)} %; test accuracy (%) [95 % interval]\n")
     print("| percentile | " + " | ".join(f"T={t}" for t in steps)
           + f" | #OPS over T={T} | #OPS to within 1 pt (test) | same on calibration |")

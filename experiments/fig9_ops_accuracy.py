@@ -14,41 +14,40 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-from experiments.common import pyplot, savefig, write_results
-from experiments.fig6_reset_ifr import curves
-from experiments.harness import Setup, add_setup_arguments, setup_from
+from experiments.common import ops_to_reach, pyplot, savefig, write_results
+from experiments.harness import Setup, add_setup_arguments, reset_curves, setup_dict, setup_from
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Setup, argparse.Namespace]:
+@dataclass(frozen=True)
+class Config(Setup):
+    """The shared setup plus the Fig. 6 results to reuse."""
+
+    source: Path | None = None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_setup_arguments(p, out_dir="results/fig9", timesteps=64, limit=2000)
     p.add_argument("--from", dest="source", type=Path,
                    help="results.json of experiments.fig6_reset_ifr to reuse")
-    args = p.parse_args(argv)
-    return setup_from(args), args
-
-
-def ops_to_reach(row: dict, target: float) -> float | None:
-    """Normalized #OPS spent when the curve first reaches ``target`` accuracy."""
-    t = next((i for i, a in enumerate(row["accuracy"]) if a >= target), None)
-    return None if t is None else row["normalized_ops"][t]
+    return setup_from(p.parse_args(argv), Config)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    setup, args = parse_args(argv)
-    if args.source:
-        saved = json.loads(args.source.read_text())
+    setup = parse_args(argv)
+    if setup.source:
+        saved = json.loads(setup.source.read_text())
         if saved["config"]["dataset"] != setup.dataset:
-            raise ValueError(f"--from {args.source} holds {saved['config']['dataset']!r} "
+            raise ValueError(f"--from {setup.source} holds {saved['config']['dataset']!r} "
                              f"results; expected {setup.dataset!r}")
         results = saved["results"]
     else:
-        results = curves(setup)
+        results = reset_curves(setup)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     rows, n = [], results.get("n")  # n: absent from results.json files written before
@@ -66,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ax.grid(alpha=0.3)
     ax.legend()
     savefig(fig, setup.out_dir / "fig9_ops_accuracy.png")
-    write_results(setup.out_dir, {**asdict(setup), "from": args.source}, rows)
+    write_results(setup.out_dir, {**setup_dict(setup), "from": setup.source}, rows)
     fmt = lambda v: "never" if v is None else f"{v:.3f}"  # noqa: E731
     acc = (lambda a: f"{100 * a:.2f}") if n is None else (lambda a: format_accuracy(a, n))
     print(f"{setup.dataset}, {n or 'unknown number of'} test samples; ANN accuracy (%)"

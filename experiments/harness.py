@@ -1,16 +1,24 @@
-"""The part every conversion experiment shares: its command-line setup, the data, and one
-simulated accuracy curve of a converted network (accuracy, IFR and normalized #OPS per step).
+"""The part every conversion experiment shares: its command-line setup (a frozen
+:class:`Setup` that each experiment extends with its own fields), the data, one simulated
+accuracy curve of a converted network (accuracy, IFR and normalized #OPS per step), the
+SNN/B-SNN x SIF/RIF curves, the early-exit study and the Table 1/2 rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
+from experiments.common import trained_models
 
 RESETS = {"subtract": "SIF", "zero": "RIF"}
+NETWORKS = {"fp": "SNN", "bwn": "B-SNN"}
+S = TypeVar("S", bound="Setup")
 
 
 @dataclass(frozen=True)
@@ -50,17 +58,24 @@ def add_setup_arguments(p: argparse.ArgumentParser, *, out_dir: str, timesteps: 
                    help="digits, tiny models trained on the spot, T=16, 64 samples: seconds")
 
 
-def setup_from(args: argparse.Namespace) -> Setup:
-    """The :class:`Setup` of parsed arguments; ``--smoke`` swaps in digits, T=16, 64 samples."""
-    fields = {k: getattr(args, k) for k in Setup.__dataclass_fields__}
-    if fields["runs_dir"] is None:
-        fields["runs_dir"] = fields["out_dir"] / "models" if args.smoke else Path("results/fig3")
-    setup = Setup(**fields)
+def setup_from(args: argparse.Namespace, cls: type[S] = Setup) -> S:
+    """The setup ``cls`` (:class:`Setup` or an experiment's subclass) of parsed arguments;
+    list values become tuples; ``--smoke`` swaps in digits, T=16, 64 samples."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if values["runs_dir"] is None:
+        values["runs_dir"] = values["out_dir"] / "models" if args.smoke else Path("results/fig3")
+    setup = cls(**values)
     if setup.timesteps < 1:
         raise ValueError(f"--timesteps must be >= 1, got {setup.timesteps}")
     if setup.smoke:
         setup = replace(setup, dataset="digits", timesteps=16, limit=64)
     return setup
+
+
+def setup_dict(setup: Setup) -> dict[str, Any]:
+    """The fields of :class:`Setup` only (an experiment records its own fields beside them)."""
+    return {f.name: getattr(setup, f.name) for f in fields(Setup)}
 
 
 def load_data(setup: Setup) -> tuple[Any, Any]:
@@ -78,11 +93,12 @@ def load_data(setup: Setup) -> tuple[Any, Any]:
 
 def ann_accuracy(model: Any, test: Any, setup: Setup) -> float:
     """Test accuracy of the ANN ``model``."""
-    from bsnn_bindsnet.ann.train import evaluate
+    from bsnn_bindsnet.training.loop import evaluate
     from bsnn_bindsnet.data import make_loader
 
     return evaluate(model.to(setup.device),
-                    make_loader(test, batch_size=setup.batch_size, shuffle=False)).acc
+                    make_loader(test, batch_size=setup.batch_size, shuffle=False),
+                    device=setup.device).acc
 
 
 def simulate_curve(plan: Any, test: Any, setup: Setup, *, timesteps: int | None = None,
@@ -163,7 +179,6 @@ def _score(result: Any, plan: Any, t_ref: int, threshold: float) -> dict:
     from bsnn_bindsnet.analysis.early_exit import (early_exit, exit_histogram,
                                                    rates_until_exit, timestep_saving)
     from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
-    from bsnn_bindsnet.analysis.stats import accuracy_interval
 
     run = early_exit(result.step_predictions, result.step_confidence, result.labels,
                      threshold, t_cap=t_ref)
@@ -237,3 +252,127 @@ def early_exit_sweep_rows(result: Any, t_ref: int, runs: Any) -> list[dict]:
 
     return _sweep_rows(sweep(result.step_predictions, result.step_confidence, result.labels,
                              [r.threshold for r in runs], t_cap=t_ref))
+
+
+# ------------------------------------------------------------------ Figs. 6 and 9
+
+
+def reset_curves(setup: Setup, v_init: str = "half") -> dict:
+    """``{"ann": {label: acc}, "curves": {"B-SNN SIF": row, ...}}`` for SNN/B-SNN x SIF/RIF."""
+    from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.convert import ann_to_bsnn
+
+    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
+    calib, test = load_data(setup)
+    n = len(test)
+    out: dict = {"ann": {}, "ann_interval": {}, "curves": {}, "n": n}
+    for kind, label in NETWORKS.items():
+        model = load_model(paths[kind])
+        out["ann"][label] = ann_accuracy(model, test, setup)
+        out["ann_interval"][label] = accuracy_interval(out["ann"][label], n)
+        plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
+                           build=False)
+        for reset, neuron in RESETS.items():
+            row, _ = simulate_curve(plan, test, setup, reset=reset, v_init=v_init)
+            row["final_accuracy_interval"] = accuracy_interval(row["final_accuracy"], n)
+            out["curves"][f"{label} {neuron}"] = row
+            print(f"{label} {neuron}: {format_accuracy(row['final_accuracy'], n)} % at "
+                  f"T={setup.timesteps} (ANN {format_accuracy(out['ann'][label], n)} %)",
+                  flush=True)
+    return out
+
+
+# ------------------------------------------------------------------ Tables 1 and 2
+
+
+@dataclass(frozen=True)
+class TableSetup(Setup):
+    """The setup of Tables 1 and 2: :class:`Setup` plus the selection protocol."""
+
+    within: float = 0.01
+    tolerance: float = 0.001
+    select_limit: int | None = None
+
+
+def parse_table_args(argv: Sequence[str] | None, doc: str | None, *, dataset: str,
+                     percentile: float, out_dir: str) -> TableSetup:
+    """The command line of Tables 1 and 2 (they differ in their defaults)."""
+    p = argparse.ArgumentParser(description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_setup_arguments(p, out_dir=out_dir, timesteps=64, percentile=percentile)
+    p.set_defaults(dataset=dataset)
+    p.add_argument("--within", type=float, default=TableSetup.within,
+                   help="latency reference: within this of the ANN (fraction; 0.01 = 1 point)")
+    p.add_argument("--tolerance", type=float, default=TableSetup.tolerance,
+                   help="early exit keeps the accuracy within this of the reference run")
+    add_selection_argument(p)
+    return setup_from(p.parse_args(argv), TableSetup)
+
+
+def table_rows(setup: TableSetup) -> dict:
+    """SNN and B-SNN rows: ANN and final accuracy, and the early-exit study at T_ref."""
+    from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.convert import ann_to_bsnn
+
+    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
+    calib, test = load_data(setup)
+    select = selection_data(calib, setup, setup.select_limit)
+    rows = {}
+    for kind, label in NETWORKS.items():
+        model = load_model(paths[kind])
+        ann = ann_accuracy(model, test, setup)
+        ann_calib = ann_accuracy(model, select, setup)
+        plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
+                           build=False)
+        _, calib_result = simulate_curve(plan, select, setup, per_sample=True)
+        row, result = simulate_curve(plan, test, setup, per_sample=True)
+        study = early_exit_study(calib_result, result, plan, ann_calib=ann_calib, ann_test=ann,
+                                 tolerance=setup.tolerance, reference_tolerance=setup.within)
+        rows[label] = {"final_accuracy": row["final_accuracy"],
+                       "final_accuracy_interval": accuracy_interval(row["final_accuracy"],
+                                                                    result.n),
+                       "ann_interval": accuracy_interval(ann, result.n),
+                       "ifr": row["ifr"], "ops_full_window": row["normalized_ops"][-1],
+                       **{k: v for k, v in study.items() if k != "sweep"},
+                       "calib": {k: v for k, v in study["calib"].items() if k != "sweep"}}
+        print(f"{label}: {100 * row['final_accuracy']:.2f} % at T={setup.timesteps}", flush=True)
+    return rows
+
+
+def _t_ref(r: dict) -> str:
+    return str(r["t_ref"]) if r["reference"] == "ANN" else f"never (best: {r['t_ref']})"
+
+
+def _exit_cells(r: dict, n: int) -> str:
+    """``#OPS with early exit | early-exit accuracy | mean exit T`` (or "no saving")."""
+    if r["no_saving"]:
+        return f"{r['ops_with_exit']:.3f} (no saving) | {format_accuracy(r['exit_accuracy'], n)} " \
+               f"| {r['mean_exit']:.2f} = T_ref |"
+    return (f"{r['ops_with_exit']:.3f} | {format_accuracy(r['exit_accuracy'], n)} | "
+            f"{r['mean_exit']:.2f} (-{100 * r['timestep_saving']:.1f} %) |")
+
+
+def print_table(rows: dict, setup: Setup, n: int | None = None) -> None:
+    """Print the table scored on ``n`` test images (the protocol: see ``experiments.table1``)."""
+    first = next(iter(rows.values()))
+    n = n or first["n_test"]
+    print(f"\n{setup.dataset}, {n} test samples, SIF, v(0)=theta/2, "
+          f"{setup.percentile}th percentile, T_max={setup.timesteps}; T_ref and the early-exit "
+          f"threshold chosen on {first['n_calib']} calibration images (training set), scored "
+          "on test; accuracies in % [95 % interval]\n")
+    print("| network | ANN (%) | at T_max (%) | T_ref (calib) | accuracy there (%) | "
+          "#OPS there | #OPS with early exit | early-exit accuracy (%) | mean exit T |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, r in rows.items():
+        print(f"| {label} | {format_accuracy(r['ann'], n)} | "
+              f"{format_accuracy(r['final_accuracy'], n)} | {_t_ref(r)} | "
+              f"{format_accuracy(r['accuracy_at_t_ref'], n)} | {r['ops_at_t_ref']:.3f} | "
+              + _exit_cells(r, n))
+    print("\nfor comparison only, both chosen on the test set itself (optimistic):\n")
+    print("| network | T_ref (test) | accuracy there (%) | #OPS there | #OPS with early exit | "
+          "early-exit accuracy (%) | mean exit T |")
+    print("|---|---|---|---|---|---|---|")
+    for label, r in rows.items():
+        t = r["selected_on_test"]
+        print(f"| {label} | {_t_ref(t)} | {format_accuracy(t['accuracy_at_t_ref'], n)} | "
+              f"{t['ops_at_t_ref']:.3f} | " + _exit_cells(t, n))

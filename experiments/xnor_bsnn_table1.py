@@ -93,7 +93,7 @@ def trained_direct(cfg: Config) -> Path:
     if not cfg.smoke:
         raise FileNotFoundError(f"missing trained model {path}; train it with `bsnn train "
                                 f"--preset {prefix}-direct --route direct --out {path.parent}`")
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from bsnn_bindsnet.training.fit import RunConfig, fit
 
     fit(RunConfig(preset=f"{prefix}-direct", out_dir=str(path.parent), epochs=3,
                   progress=False), overwrite=True)

@@ -161,3 +161,12 @@ def test_choose_exit_tolerance_admits_a_cheaper_threshold(confidently_wrong):
     assert chosen.threshold == 0.25
     with pytest.raises(ValueError, match="tolerance must be >= 0"):
         choose_exit(pred, conf, labels, 3, [0.25], tolerance=-0.1)
+
+
+def test_the_submodule_is_not_hidden_by_its_function():
+    import importlib
+
+    import bsnn_bindsnet.analysis.early_exit as module
+
+    assert module is importlib.import_module("bsnn_bindsnet.analysis.early_exit")
+    assert callable(module.early_exit)

@@ -84,7 +84,7 @@ def test_unknown_names_list_the_choices():
         get_model("resnet")
     with pytest.raises(ValueError, match="avg, max"):
         get_model("vgg_small", pool="median")
-    assert set(MODELS) == {"mlp", "vgg15", "vgg15_imagenet", "vgg_small", "vgg_tiny", "direct_bsnn"}
+    assert set(MODELS) == {"mlp", "vgg15", "vgg15_imagenet", "vgg_small", "vgg_tiny"}
 
 
 @pytest.mark.parametrize("name, shape", [("vgg_tiny", (1, 8, 8)), ("vgg_small", (1, 28, 28)),

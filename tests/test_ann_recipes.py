@@ -1,6 +1,8 @@
 import pytest
 
-from bsnn_bindsnet.ann.recipes import PRESETS, Recipe, get_preset, learning_rate, weight_decay
+from bsnn_bindsnet.data import DATASETS, DatasetInfo
+from bsnn_bindsnet.training.recipes import (FAMILIES, PRESETS, PresetFamily, Recipe, get_preset,
+                                            learning_rate, register_family, weight_decay)
 
 
 def test_cifar_full_precision_lr_drops_at_epochs_81_and_122():
@@ -35,3 +37,41 @@ def test_bad_preset_and_recipe_are_refused():
         Recipe("rmsprop", 1e-3, 32, 1)
     with pytest.raises(ValueError, match="epochs >= 1"):
         Recipe("sgd", 1e-3, 32, 0)
+
+
+def test_presets_follow_the_dataset_registry(monkeypatch):
+    quick = Recipe("adam", 1e-3, 8, 1)
+    monkeypatch.setitem(FAMILIES, "tiny", PresetFamily("mlp", quick, quick, quick, "here"))
+    monkeypatch.setitem(DATASETS, "toy", DatasetInfo("toy", (1, 4, 4), 2, (0.5,), (0.5,),
+                                                     family="tiny", prefix="t"))
+    assert set(PRESETS) - set(_builtin()) == {"t-fp", "t-bwn", "t-bwn-scratch", "t-xnor"}
+    fp, bwn = get_preset("t-fp"), get_preset("t-bwn")
+    assert (fp.dataset, fp.model, fp.quant, fp.recipe) == ("toy", "mlp", "fp", quick)
+    assert bwn.hybrid and bwn.description == "hybrid BWN: binarize a t-fp checkpoint"
+    monkeypatch.setitem(DATASETS, "toy", DatasetInfo("toy", (1, 4, 4), 2, (0.5,), (0.5,),
+                                                     family="nope"))
+    with pytest.raises(ValueError, match="names the preset family 'nope'"):
+        get_preset("digits-fp")
+
+
+def _builtin() -> set:
+    return {f"{p}-{m}" for p in ("cifar100", "imagenet", "fmnist", "digits", "mnist")
+            for m in ("fp", "bwn", "bwn-scratch", "xnor", "direct")} - {"imagenet-direct",
+                                                                         "mnist-direct"}
+
+
+def test_builtin_presets_and_families():
+    assert set(PRESETS) == _builtin() and len(PRESETS) == 23
+    with pytest.raises(ValueError, match="already registered"):
+        register_family("digits", FAMILIES["fmnist"])
+
+
+def test_the_training_registry_adds_the_direct_model_to_the_anns():
+    from bsnn_bindsnet.ann.models import MODELS as ANN_MODELS
+    from bsnn_bindsnet.direct.model import DirectBSNN
+    from bsnn_bindsnet.training.models import MODELS, get_model
+
+    assert "direct_bsnn" not in ANN_MODELS and set(MODELS) == {*ANN_MODELS, "direct_bsnn"}
+    assert isinstance(get_model("direct_bsnn"), DirectBSNN)
+    with pytest.raises(ValueError, match="unknown model 'nope'; choose one of direct_bsnn"):
+        get_model("nope")

@@ -135,7 +135,7 @@ def test_train_refuses_a_folder_holding_a_model_but_no_checkpoint(run, tmp_path,
 
 
 def test_fit_refuses_a_folder_holding_a_model_but_no_checkpoint(run):
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from bsnn_bindsnet.training.fit import RunConfig, fit
 
     before = snapshot(run.parent)
     with pytest.raises(FileExistsError, match=r"already holds model.pt \(no checkpoint.pt"):
@@ -151,7 +151,7 @@ def test_train_init_from_inside_its_own_out(run, tmp_path, capsys):
 
 
 def test_cli_run_files_are_the_files_fit_writes():
-    from bsnn_bindsnet.ann.fit import RUN_FILES as FIT_RUN_FILES
+    from bsnn_bindsnet.training.fit import RUN_FILES as FIT_RUN_FILES
     from bsnn_bindsnet.data import DATASETS
 
     assert RUN_FILES == FIT_RUN_FILES and DATASET_NAMES == tuple(DATASETS)
@@ -178,6 +178,9 @@ def test_cli_run_files_are_the_files_fit_writes():
     (["evaluate", "{model}", "--dataset", "cifar10"], "--dataset 'cifar10' is unknown"),
     (["train", "--preset", "digits-fp", "--out", "{tmp}/r", "--epochs", "0"],
      "--epochs must be >= 1, got 0"),
+    (["train", "--preset", "fmnist-fp", "--out", "{tmp}/r", "--dataset", "cifar10"],
+     "--dataset 'cifar10' is unknown; expected one of digits, fashion-mnist, mnist, "
+     "cifar100, imagenet"),
     (["train", "--preset", "digits-fp", "--out", "{tmp}/r", "--resume"],
      "--resume: no checkpoint at {tmp}/r/checkpoint.pt"),
 ])
@@ -304,15 +307,20 @@ def test_hashes_are_invisible_to_readers(run, network):
 def test_a_dataloader_given_to_simulate_or_ann_to_bsnn():
     data = TensorDataset(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))
     loader = DataLoader(data, batch_size=4)
-    with pytest.raises(TypeError, match=r"^data is a DataLoader; pass its Dataset "
-                                        r"\(loader.dataset\) or a tensor pair \(X, Y\)"):
-        from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.simulate import simulate  # a DataLoader is accepted: batches as they come
 
-        net = build_network(ann_to_bsnn(two_layer_mlp(), torch.rand(16, 4) + 0.5, build=False))
-        simulate(net, loader, 4)
-    with pytest.raises(TypeError, match=r"^calibration is a DataLoader; pass its Dataset "
-                                        r"\(loader.dataset\) or a tensor instead"):
-        ann_to_bsnn(two_layer_mlp(), loader)
+    net = build_network(ann_to_bsnn(two_layer_mlp(), torch.rand(16, 4) + 0.5, build=False))
+    assert simulate(net, loader, 4).n == 8
+    with pytest.raises(TypeError, match=r"^data is a dict; expected a Dataset"):
+        simulate(net, {"x": torch.rand(8, 4)}, 4)
+    # calibration accepts a DataLoader (issue 13): the same plan as its samples as a tensor
+    calib = torch.rand(8, 4) + 0.5
+    by_loader = ann_to_bsnn(two_layer_mlp(), DataLoader(TensorDataset(calib), batch_size=3),
+                            build=False)
+    by_tensor = ann_to_bsnn(two_layer_mlp(), calib, build=False)
+    assert [l.thresh for l in by_loader.layers] == [l.thresh for l in by_tensor.layers]
+    with pytest.raises(TypeError, match=r"^calibration is a str; expected a Dataset"):
+        ann_to_bsnn(two_layer_mlp(), "train.pt")
 
 
 def test_an_all_zero_calibration_set_is_an_error():
@@ -358,7 +366,7 @@ def test_labels_outside_the_classes_in_a_dataset_file(tmp_path):
     (1, "; epoch 1 is saved in {out} (--resume continues from it)"),
 ])
 def test_ctrl_c_says_what_was_saved(tmp_path, capsys, monkeypatch, stop_at, hint):
-    import bsnn_bindsnet.ann.fit as fit_module
+    import bsnn_bindsnet.training.fit as fit_module
 
     calls = []
     real = fit_module.train_one_epoch

@@ -167,3 +167,54 @@ def test_direct_route_options_are_refused_for_an_ann_preset(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--coding, --v-init: options of a direct-route preset" in err
     assert "'digits-fp' trains an ANN" in err and not (tmp_path / "r").exists()
+
+
+def _mnist_idx(directory, n_train=8, n_test=4):
+    """The four MNIST IDX files, written with the package's own writer: random 28x28 images."""
+    import torch
+
+    from bsnn_bindsnet.data_formats import write_idx
+
+    gen = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=gen),
+                  directory / f"{prefix}-images-idx3-ubyte")
+        write_idx((torch.arange(n) % 10).to(torch.uint8),
+                  directory / f"{prefix}-labels-idx1-ubyte")
+    return directory
+
+
+@pytest.mark.parametrize("argv", [["--preset", "mnist-fp"],
+                                  ["--preset", "fmnist-fp", "--dataset", "mnist"]])
+def test_mnist_trains_the_fashion_mnist_recipe_from_idx_files(tmp_path, capsys, argv):
+    from bsnn_bindsnet.checkpoint import read_model_file
+    from bsnn_bindsnet.training.recipes import get_preset
+
+    data = _mnist_idx(tmp_path / "idx")
+    out = tmp_path / "run"
+    assert main(["train", *argv, "--data-root", str(data), "--epochs", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    resolved, fmnist = config["resolved"], get_preset("fmnist-fp")
+    assert resolved["dataset"] == "mnist" and resolved["model"] == fmnist.model == "vgg_small"
+    assert resolved["recipe"]["lr"] == fmnist.recipe.lr and resolved["quant"] == "fp"
+    assert config["dataset"] == ("mnist" if "--dataset" in argv else None)
+    blob = read_model_file(out / "model.pt")
+    assert blob["meta"]["dataset"] == "mnist"
+    assert json.loads((out / "metrics.json").read_text())[0]["epoch"] == 1
+    assert main(["evaluate", str(out / "model.pt"), "--data-root", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 4
+
+
+def test_every_registered_dataset_with_a_family_has_presets_and_mnist_copies_fmnist():
+    from bsnn_bindsnet.data import DATASETS
+    from bsnn_bindsnet.training.recipes import PRESETS
+
+    for info in DATASETS.values():
+        assert PRESETS[f"{info.prefix}-fp"].dataset == info.name
+    assert "mnist-direct" not in PRESETS  # direct training on MNIST: fmnist-direct --dataset
+    for mode in ("fp", "bwn", "bwn-scratch", "xnor"):
+        a, b = PRESETS[f"mnist-{mode}"], PRESETS[f"fmnist-{mode}"]
+        assert (a.model, a.quant, a.recipe, a.model_kwargs, a.route, a.hybrid) == (
+            b.model, b.quant, b.recipe, b.model_kwargs, b.route, b.hybrid)
+        assert (a.dataset, b.dataset) == ("mnist", "fashion-mnist")

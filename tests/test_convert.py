@@ -285,9 +285,9 @@ def test_reset_and_v_init_choose_the_nodes(calib):
         nodes = net.layers[layer.name]
         assert type(nodes) is ResetIFNodes and nodes.v_init == "half"
         assert nodes.thresh.item() == pytest.approx(layer.thresh, rel=1e-6)
-    with pytest.raises(ValueError, match="unknown reset"):
+    with pytest.raises(ValueError, match="reset 'soft' is unknown; expected one of subtract"):
         ann_to_bsnn(seeded_model(), calib, reset="soft")
-    with pytest.raises(ValueError, match="unknown v_init"):
+    with pytest.raises(ValueError, match="v_init 'random' is unknown; expected one of"):
         ann_to_bsnn(seeded_model(), calib, v_init="random")
     with pytest.raises(ValueError, match=r"unknown maxpool_after 'max'; expected one of "
                                          r"\('or', 'if'\)"):
@@ -625,7 +625,7 @@ def test_biased_network_agrees_with_the_ann(s1, s2):
     unscaled = copy.deepcopy(plan)  # the former conversion: biases copied as they are
     for layer in unscaled.layers:
         if layer.source != "input":
-            layer.synapse["bias"] = layer.synapse["bias"] * lam[layer.source]
+            layer.synapse = layer.synapse.with_bias(layer.synapse.bias * lam[layer.source])
     before = simulate(build_network(unscaled), (x, y), 256, per_sample=True)
     assert (before.step_predictions[-1] == y).float().mean().item() < 0.9
 
@@ -716,8 +716,8 @@ def test_save_load_round_trip(calib, digits_batch, tmp_path):
     assert [(l.name, l.kind, l.shape, l.source, l.point, l.thresh) for l in loaded.layers] == \
         [(l.name, l.kind, l.shape, l.source, l.point, l.thresh) for l in plan.layers]
     for a, b in zip(plan.layers, loaded.layers):
-        assert a.synapse.keys() == b.synapse.keys()
-        for k, v in a.synapse.items():
+        assert type(a.synapse) is type(b.synapse) and a.synapse.keys() == b.synapse.keys()
+        for k, v in a.synapse.to_dict().items():
             assert torch.equal(v, b.synapse[k]) if isinstance(v, Tensor) else v == b.synapse[k]
     x, y = digits_batch
     direct = simulate(build_network(plan), (x, y), 8, per_sample=True)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from bsnn_bindsnet import data
+from bsnn_bindsnet import data, data_sources
 from bsnn_bindsnet.data import (
     DATASETS,
+    DatasetInfo,
     DatasetNotFoundError,
     dataset_info,
     load_dataset,
@@ -97,6 +98,42 @@ def test_registry_shapes_and_channels():
     assert dataset_info("imagenet").n_classes == 1000
     for info in DATASETS.values():
         assert len(info.mean) == len(info.std) == info.input_shape[0]
+
+
+def test_registry_carries_calib_size_augmentation_family_and_prefix():
+    got = {name: (i.calib_size, i.augment, i.family, i.prefix) for name, i in DATASETS.items()}
+    assert got == {"digits": (256, False, "digits", "digits"),
+                   "fashion-mnist": (3500, False, "fmnist", "fmnist"),
+                   "mnist": (3500, False, "mnist", "mnist"),
+                   "cifar100": (3500, True, "cifar100", "cifar100"),
+                   "imagenet": (80, True, "imagenet", "imagenet")}
+    assert data.dataset_for_prefix("fmnist").name == "fashion-mnist"
+    with pytest.raises(ValueError, match="no dataset has the preset prefix 'svhn'"):
+        data.dataset_for_prefix("svhn")
+
+
+def test_write_idx_is_the_inverse_of_read_idx(tmp_path):
+    images = np.random.default_rng(1).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    plain = data.write_idx(images, tmp_path / "a-idx3-ubyte")
+    assert plain.read_bytes() == idx_bytes(images)              # the layout of the test's writer
+    packed = data.write_idx(torch.from_numpy(images), tmp_path / "b-idx3-ubyte.gz")
+    assert gzip.decompress(packed.read_bytes()) == idx_bytes(images)
+    assert torch.equal(read_idx(packed), torch.from_numpy(images))
+    with pytest.raises(ValueError, match="IDX stores"):
+        data.write_idx(np.zeros(2, dtype=np.uint32), tmp_path / "c")
+
+
+def test_tensor_dataset_normalizes_and_cuts_the_calib_split():
+    info = DatasetInfo("toy", (1, 2, 2), 2, (0.5,), (0.25,))
+    x, y = torch.full((5, 1, 2, 2), 0.75), torch.tensor([0, 1, 0, 1, 1])
+    train = data.tensor_dataset(info, x, y, "train", calib_size=3)
+    assert torch.equal(train.tensors[0], torch.ones(5, 1, 2, 2))   # (0.75 - 0.5) / 0.25
+    calib = data.tensor_dataset(info, x, y, "calib", calib_size=3)
+    assert torch.equal(calib.tensors[1], y[data.calib_indices(5, 3)])
+    with pytest.raises(ValueError, match="label 2"):
+        data.tensor_dataset(info, x, torch.tensor([0, 1, 2, 0, 0]), "train", calib_size=3)
+    with pytest.raises(ValueError, match=r"expected images \[N, 1, 2, 2\]"):
+        data.tensor_dataset(info, x.view(5, 4), y, "train", calib_size=3)
 
 
 @pytest.mark.parametrize("call", [lambda: dataset_info("svhn"),
@@ -243,12 +280,12 @@ def test_missing_mnist_lists_paths_and_download_hint(tmp_path):
 
 
 def test_missing_fashion_mnist_mentions_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(data_sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist", "train", data_root=tmp_path / "nothing")
 
 
-@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST_DIR.is_dir(),
+@pytest.mark.skipif(not data_sources.DEBIAN_FASHION_MNIST_DIR.is_dir(),
                     reason="Debian package dataset-fashion-mnist not installed "
                            "(apt-get install dataset-fashion-mnist); CI installs it")
 def test_real_debian_fashion_mnist():
@@ -377,3 +414,21 @@ def test_download_uses_torchvision_layout(tmp_path, monkeypatch):
     train = load_dataset("mnist", "train", data_root=tmp_path / "dl", download=True)
     assert len(train) == 6 and calls and all(c[2] for c in calls)
     assert calls[0][0] == str(tmp_path / "dl")
+
+
+def test_a_registered_idx_dataset_reads_its_files_from_data_root(tmp_path):
+    arrays = write_mnist_like(tmp_path / "letters", gz=False)
+    info = data.register_dataset(DatasetInfo("letters", (1, 28, 28), 10, (0.5,), (0.5,),
+                                             calib_size=4, loader=data_sources.load_idx))
+    try:
+        train = load_dataset("letters", "train", data_root=tmp_path / "letters")
+        calib = load_dataset("letters", "calib", data_root=tmp_path / "letters")
+        with pytest.raises(DatasetNotFoundError, match="letters: no directory holds"):
+            load_dataset("letters", "test", data_root=tmp_path / "nothing")
+    finally:
+        data.unregister_dataset("letters")
+    images, labels = arrays["train"]
+    expected = (torch.from_numpy(images).float().div(255).unsqueeze(1) - 0.5) / 0.5
+    assert torch.allclose(train.tensors[0], expected) and len(calib) == 4
+    assert train.tensors[1].tolist() == labels.tolist() and info.prefix == "letters"
+    assert "letters" not in DATASETS

@@ -134,7 +134,7 @@ def test_direct_to_plan_rejects_an_ann():
 
 
 def test_batchnorm_folding_keeps_predictions_of_a_trained_model(tmp_path):
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from bsnn_bindsnet.training.fit import RunConfig, fit
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.data import load_dataset
 
@@ -160,7 +160,7 @@ def test_batchnorm_folding_keeps_predictions_of_a_trained_model(tmp_path):
 
 def test_presets_use_the_papers_residual_indicator_f_1():
     # XNOR-BSNN: "f = 1 implies the presence of the residual connection, otherwise f = 0"
-    from bsnn_bindsnet.ann.recipes import PRESETS
+    from bsnn_bindsnet.training.recipes import PRESETS
 
     direct = {k: p for k, p in PRESETS.items() if p.route == "direct"}
     assert set(direct) == {"cifar100-direct", "fmnist-direct", "digits-direct"}

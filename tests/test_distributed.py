@@ -86,7 +86,7 @@ def test_epoch_shard_gives_every_rank_the_same_count():
 
 
 def test_bsnn_train_on_two_processes(tmp_path):
-    from bsnn_bindsnet.ann.train import evaluate
+    from bsnn_bindsnet.training.loop import evaluate
     from bsnn_bindsnet.checkpoint import load_model
     from bsnn_bindsnet.data import load_dataset, make_loader
 

@@ -136,7 +136,7 @@ def test_xnor_bsnn_smoke_bindsnet_matches_pytorch(tmp_path, runs):
 
 
 def test_xnor_bsnn_on_a_given_current_coded_model(tmp_path):
-    from bsnn_bindsnet.ann.fit import RunConfig, fit
+    from bsnn_bindsnet.training.fit import RunConfig, fit
     from experiments import xnor_bsnn_table1
 
     run = tmp_path / "run"

@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bsnn_bindsnet.ann.fit import RunConfig, fit
-from bsnn_bindsnet.ann.train import evaluate, train_one_epoch
+from bsnn_bindsnet.training.fit import RunConfig, fit
+from bsnn_bindsnet.training.loop import evaluate, train_one_epoch
 from bsnn_bindsnet.checkpoint import CheckpointError, read_model_file
 
 

@@ -5,7 +5,11 @@ import math
 import pytest
 import torch
 
+from bsnn_bindsnet import neurons
 from bsnn_bindsnet.functional import (
+    heaviside,
+    if_step,
+    if_step_,
     if_step_subtract,
     if_step_zero,
     scale_per_channel,
@@ -87,6 +91,34 @@ def test_step_functions_do_not_modify_their_arguments(step):
     assert s.tolist() == [True, False]
     assert v.tolist() == [0.5, 0.75] and x.tolist() == [0.625, 0.0]
     assert v_new is not v
+
+
+@pytest.mark.parametrize("name", ["subtract", "zero"])
+def test_named_steps_are_the_one_kernel_with_a_registered_reset(name):
+    named = {"subtract": if_step_subtract, "zero": if_step_zero}[name]
+    gen = torch.Generator().manual_seed(0)
+    v, thresh = torch.zeros(4, 3), torch.tensor([0.5, 1.0, 2.0])
+    for _ in range(20):
+        x = torch.rand(4, 3, generator=gen) * 1.5 - 0.25
+        s, v_new = if_step(v, x, thresh, neurons.RESETS[name])
+        s_ref, v_ref = named(v, x, thresh)
+        assert torch.equal(s, s_ref) and torch.equal(v_new, v_ref)
+        v_in_place = v.clone()
+        assert torch.equal(if_step_(v_in_place, x, thresh, neurons.RESETS[name]), s)
+        assert torch.equal(v_in_place, v_new)
+        v = v_new
+
+
+def test_kernel_takes_any_reset_function_and_spike_function():
+    # a plain function as the reset (copied in place by if_step_), a lower spike condition
+    halve = lambda v, s, thresh: v / 2  # noqa: E731
+    v = torch.tensor([0.5, 0.0])
+    assert if_step_(v, torch.tensor([0.5, 0.25]), 1.0, halve).tolist() == [True, False]
+    assert v.tolist() == [0.5, 0.125]
+    above_half = lambda v, thresh: (v >= thresh / 2).float()  # noqa: E731
+    s, v = if_step(torch.zeros(2), torch.tensor([0.5, 0.25]), 1.0, spike=above_half)
+    assert s.tolist() == [1.0, 0.0] and v.tolist() == [-0.5, 0.25]
+    assert heaviside(torch.tensor([0.999, 1.0]), 1.0).tolist() == [False, True]
 
 
 def test_sign_nonzero_maps_zero_to_plus_one():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bsnn_bindsnet.functional import if_step_subtract, if_step_zero
-from bsnn_bindsnet.nodes import ReadoutNodes, ResetIFNodes, SubtractiveIFNodes
+from bsnn_bindsnet.nodes import BinaryIFNodes, ReadoutNodes, ResetIFNodes, SubtractiveIFNodes
 
 with warnings.catch_warnings():
     from bindsnet.network import Network
@@ -162,6 +162,33 @@ def test_threshold_shape_must_fit_a_linear_layer():
 def test_unknown_v_init_is_rejected():
     with pytest.raises(ValueError, match=r"v_init must be one of \('zero', 'half'\).*'random'"):
         SubtractiveIFNodes(3, v_init="random")
+
+
+def test_unknown_reset_is_rejected():
+    with pytest.raises(ValueError, match=r"reset must be one of \('subtract', 'zero'\).*'soft'"):
+        BinaryIFNodes(3, reset="soft")
+
+
+@pytest.mark.parametrize(("reset", "named"), [("subtract", SubtractiveIFNodes),
+                                              ("zero", ResetIFNodes)])
+def test_the_named_classes_are_the_generic_nodes_with_their_reset(reset, named):
+    gen = torch.Generator().manual_seed(1)
+    generic = BinaryIFNodes(shape=(2, 3), thresh=torch.tensor([1.0, 0.5]), reset=reset,
+                            v_init="half")
+    fixed = named(shape=(2, 3), thresh=torch.tensor([1.0, 0.5]), v_init="half")
+    assert fixed.reset == generic.reset == reset
+    for layer in (generic, fixed):
+        layer.set_batch_size(2)
+    for _ in range(12):
+        x = torch.rand(2, 2, 3, generator=gen)
+        generic.forward(x)
+        fixed.forward(x)
+        assert torch.equal(generic.s, fixed.s) and torch.equal(generic.v, fixed.v)
+    assert "reset='" + reset + "'" in repr(fixed)
+
+
+def test_state_names_list_the_per_sample_state():
+    assert BinaryIFNodes.state_names == ReadoutNodes.state_names == ("s", "v", "x", "summed")
 
 
 # Input -> identity Connection -> IF layer inside a real Network. Constant currents over

@@ -8,12 +8,13 @@ from dataclasses import fields
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from bsnn_bindsnet.convert import BSNNPlan, LayerSpec, ann_to_bsnn
 from bsnn_bindsnet.encoding import constant_current
 from bsnn_bindsnet.network import build_network
-from bsnn_bindsnet.simulate import ReadoutTracker, SimResult, SpikeCounter, simulate
+from bsnn_bindsnet.simulate import (ReadoutTracker, SimResult, SpikeCounter, reset_rows,
+                                    select_rows, simulate)
 
 with warnings.catch_warnings():
     from bindsnet.network.monitors import Monitor
@@ -170,6 +171,51 @@ def test_dataset_input_matches_tensor_pair(net):
     b = simulate(net, TensorDataset(X, Y), T, batch_size=1, per_sample=True)
     assert torch.equal(a.step_predictions, b.step_predictions)
     assert torch.equal(a.sample_spikes["hidden"], b.sample_spikes["hidden"])
+
+
+def test_dataloader_is_used_batch_by_batch_as_it_comes(net):
+    a = simulate(net, (X, Y), T, per_sample=True)
+    loader = DataLoader(TensorDataset(X, Y), batch_size=1)
+    b = simulate(net, loader, T, batch_size=64, per_sample=True)  # the loader's size wins
+    assert torch.equal(a.step_predictions, b.step_predictions)
+    assert torch.equal(a.sample_spikes["hidden"], b.sample_spikes["hidden"])
+
+
+@pytest.mark.parametrize("data", [X, TensorDataset(X)], ids=["tensor", "dataset"])
+def test_data_without_labels_is_refused_clearly(net, data):
+    with pytest.raises(ValueError, match=r"^data holds inputs without labels; expected \(x, y\)"):
+        simulate(net, data, T)
+    assert list(net.monitors) == []
+
+
+def test_anything_else_is_a_type_error(net):
+    with pytest.raises(TypeError, match=r"^data is a int; expected a Dataset"):
+        simulate(net, 3, T)
+
+
+def _run(net, x, steps):
+    net.run(inputs={"input": x.unsqueeze(0).repeat(steps, 1, 1)}, time=steps, one_step=True)
+
+
+def test_select_rows_keeps_a_sample_running_as_if_alone(net):
+    # after t0..t2, sample A: hidden v = [.5, .75] (n0 fired at t1), readout v = [1.75, 0];
+    # sliced to A alone, three more steps end where the 6-step run ends: readout [4.5, 5]
+    _run(net, X, 3)
+    select_rows(net, torch.tensor([True, False]))
+    assert net.batch_size == 1 and net.layers["hidden"].batch_size == 1
+    assert net.layers["hidden"].v.tolist() == [[0.5, 0.75]]
+    assert net.layers["readout"].v.tolist() == [[1.75, 0.0]]
+    _run(net, X[:1], 3)  # same batch size: BindsNET does not reallocate (reset) the state
+    assert net.layers["readout"].v.tolist() == [[4.5, 5.0]]
+
+
+def test_reset_rows_restarts_only_those_rows(net):
+    # after t0..t2, sample B: n1 fired every step (v = 0), readout v = [.75, 15]
+    _run(net, X, 3)
+    reset_rows(net, torch.tensor([True, False]))
+    assert net.layers["hidden"].v.tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert net.layers["readout"].v.tolist() == [[0.0, 0.0], [0.75, 15.0]]
+    assert not net.layers["hidden"].s[0].any()
 
 
 def test_callers_data_is_never_modified(net):

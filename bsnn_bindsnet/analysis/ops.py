@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bsnn_bindsnet.convert import INPUT, BSNNPlan
+from bsnn_bindsnet.plan import INPUT, BSNNPlan
 
 
 @dataclass(frozen=True)
@@ -59,37 +59,17 @@ class LayerOps:
     ops: int
 
 
-def _conv_out(size: int, k: int, stride: int, pad: int) -> int:
-    return (size + 2 * pad - k) // stride + 1
-
-
 def layer_ops(plan: BSNNPlan) -> list[LayerOps]:
-    """Eq. 3/4 counts of every conv and linear synapse of ``plan``, in order."""
-    shapes = {INPUT: tuple(plan.input_shape)}
+    """Eq. 3/4 counts of every synapse with MACs (conv, linear; a residual synapse is a second
+    MAC with its own weights) of ``plan``, in order (:meth:`~bsnn_bindsnet.plan.Synapse.macs`:
+    pooling has none and is left out)."""
+    shapes = plan.shapes()
     out = []
-    for layer in plan.layers:
-        shapes[layer.name] = tuple(layer.shape)
-        out += _synapse_ops(layer.name, layer.source, layer.synapse, shapes)
-        if layer.residual is not None:  # a second MAC with the same weights (direct route)
-            out += _synapse_ops(layer.name, layer.residual["source"],
-                                layer.residual["synapse"], shapes)
+    for layer, source, syn in plan.synapses():
+        ops = syn.macs(shapes[source])
+        if ops:
+            out.append(LayerOps(layer.name, source, syn.type, bool(syn.binary), ops))
     return out
-
-
-def _synapse_ops(name: str, source: str, syn: dict, shapes: dict) -> list[LayerOps]:
-    """Eq. 3/4 count of one synapse (``[]`` for pooling, which has no MACs)."""
-    if syn["type"] == "conv":
-        n_op, n_ip, kh, kw = (syn["sign"] if syn["binary"] else syn["weight"]).shape
-        _, h, w = shapes[source]
-        oh = _conv_out(h, kh, syn["stride"][0], syn["padding"][0])
-        ow = _conv_out(w, kw, syn["stride"][1], syn["padding"][1])
-        ops = n_ip * kh * kw * n_op * oh * ow
-    elif syn["type"] == "linear":
-        o_s, i_s = (syn["sign"] if syn["binary"] else syn["weight"]).shape
-        ops = i_s * o_s
-    else:
-        return []
-    return [LayerOps(name, source, syn["type"], bool(syn["binary"]), ops)]
 
 
 def normalized_ops(ops: Sequence[LayerOps], ifr: Mapping[str, float], *, timesteps: int,
@@ -113,24 +93,6 @@ def normalized_ops(ops: Sequence[LayerOps], ifr: Mapping[str, float], *, timeste
     return spent / total
 
 
-def _events(syn: dict, counts: Any) -> float:
-    """Accumulates of one synapse driven by per-neuron spike totals ``counts`` ``[*shape]``:
-    every spike reaches each of its targets once (conv: the output neurons whose receptive
-    field holds it, so fewer at a padded border)."""
-    import torch
-    import torch.nn.functional as F
-
-    counts = counts.double()
-    if syn["type"] == "linear":
-        return float(counts.sum()) * (syn["sign"] if syn["binary"] else syn["weight"]).shape[0]
-    w = syn["sign"] if syn["binary"] else syn["weight"]
-    ones = torch.ones(w.shape, dtype=torch.float64)
-    # output neuron (o, y, x) receives every spike of its patch once: summing the all-ones
-    # convolution over the outputs counts each (spike, target) pair exactly once
-    return float(F.conv2d(counts.unsqueeze(0), ones, stride=syn["stride"],
-                          padding=syn["padding"]).sum())
-
-
 def synaptic_events(plan: BSNNPlan, neuron_spikes: Mapping[str, Any], n_samples: int,
                     *, layers: str = "hidden") -> list[tuple[LayerOps, float]]:
     """The accumulates a simulation performed per inference, synapse by synapse.
@@ -150,11 +112,7 @@ def synaptic_events(plan: BSNNPlan, neuron_spikes: Mapping[str, Any], n_samples:
         raise ValueError(f"layers must be 'hidden' or 'all', got {layers!r}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    synapses = {}
-    for layer in plan.layers:
-        synapses[(layer.name, layer.source)] = layer.synapse
-        if layer.residual is not None:
-            synapses[(layer.name, layer.residual["source"])] = layer.residual["synapse"]
+    synapses = {(layer.name, source): syn for layer, source, syn in plan.synapses()}
     ops = layer_ops(plan)
     chosen = ops if layers == "all" else ops[1:-1]
     out = []
@@ -165,7 +123,7 @@ def synaptic_events(plan: BSNNPlan, neuron_spikes: Mapping[str, Any], n_samples:
         if o.source not in neuron_spikes:
             raise KeyError(f"no spike totals for layer {o.source!r} (simulate with "
                            "per_neuron=True)")
-        events = _events(synapses[(o.name, o.source)], neuron_spikes[o.source].cpu())
+        events = synapses[(o.name, o.source)].events(neuron_spikes[o.source].cpu())
         out.append((o, events / n_samples))
     return out
 

@@ -26,8 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear, SignActivation
+from bsnn_bindsnet.ann.qcfs import QCFS
 
 QUANTS = ("fp", "bwn", "xnor")
+ACTIVATIONS = ("relu", "qcfs")
 POOLS = ("avg", "max")
 POOL_POSITIONS = ("before", "after")
 
@@ -59,9 +61,12 @@ class ConstrainedNet(nn.Sequential):
         return super().forward(x)
 
 
-def _activation(quant: str, channels: int, conv: bool) -> list[tuple[str, nn.Module]]:
+def _activation(quant: str, channels: int, conv: bool, activation: str = "relu",
+                levels: int = 4) -> list[tuple[str, nn.Module]]:
+    # a QCFS activation keeps the ReLU's name: it stands where the ReLU stands, and the
+    # converted IF layer is named after it either way
     if quant != "xnor":
-        return [("relu", nn.ReLU())]
+        return [("relu", QCFS(levels) if activation == "qcfs" else nn.ReLU())]
     bn = nn.BatchNorm2d(channels) if conv else nn.BatchNorm1d(channels)
     return [("bn", bn), ("sign", SignActivation())]
 
@@ -79,10 +84,18 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
 
 
+def _check_activation(activation: str, quant: str) -> None:
+    _check_choice("activation", activation, ACTIVATIONS)
+    if activation == "qcfs" and quant == "xnor":
+        raise ValueError("activation='qcfs' needs quant 'fp' or 'bwn': XNOR-Net's activations "
+                         "are already binary (sign)")
+
+
 def constrained_vgg(cfg: Sequence[int | str], *, input_shape: Sequence[int], num_classes: int,
                     hidden: int, pool: str = "avg", pool_position: str = "before",
                     quant: str = "fp", dropout: float = 0.1, per_channel: bool = True,
-                    ceil_mode_last: int = 0) -> ConstrainedNet:
+                    ceil_mode_last: int = 0, activation: str = "relu",
+                    levels: int = 4) -> ConstrainedNet:
     """Build a constrained VGG: ``cfg`` lists conv widths and ``"P"`` (2x2 pooling, stride 2).
 
     Args:
@@ -97,6 +110,9 @@ def constrained_vgg(cfg: Sequence[int | str], *, input_shape: Sequence[int], num
         dropout: Dropout probability.
         per_channel: Binary layers use one alpha per output channel (else one per layer).
         ceil_mode_last: The last ``ceil_mode_last`` pooling layers use ``ceil_mode=True``.
+        activation: ``"relu"`` or ``"qcfs"`` (:class:`~bsnn_bindsnet.ann.qcfs.QCFS` with
+            ``levels`` levels, for low-latency conversion; not with ``quant="xnor"``).
+        levels: QCFS quantization levels :math:`L`.
 
     Returns:
         A :class:`ConstrainedNet`.
@@ -104,6 +120,7 @@ def constrained_vgg(cfg: Sequence[int | str], *, input_shape: Sequence[int], num
     _check_choice("quant", quant, QUANTS)
     _check_choice("pool", pool, POOLS)
     _check_choice("pool_position", pool_position, POOL_POSITIONS)
+    _check_activation(activation, quant)
     if quant == "xnor" and pool_position == "after":
         raise ValueError("quant='xnor' needs pool_position='before': pooling binary activations "
                          "after the sign would make them non-binary")
@@ -123,7 +140,8 @@ def constrained_vgg(cfg: Sequence[int | str], *, input_shape: Sequence[int], num
                                                    bias=False, **conv_kw)))
         channels = int(item)
         pooled = pos + 1 < len(items) and items[pos + 1] == "P"
-        act = [(f"{n}{conv_idx}", m) for n, m in _activation(quant, channels, conv=True)]
+        act = [(f"{n}{conv_idx}", m)
+               for n, m in _activation(quant, channels, True, activation, levels)]
         if pooled:
             pool_idx += 1
             ceil = pool_idx > n_pools - ceil_mode_last
@@ -141,7 +159,8 @@ def constrained_vgg(cfg: Sequence[int | str], *, input_shape: Sequence[int], num
     fc_kw = {"per_channel": per_channel} if quant != "fp" else {}
     layers += [("flatten", nn.Flatten()), ("drop_fc1", nn.Dropout(dropout)),
                ("fc1", fc_cls(flat, hidden, bias=False, **fc_kw)),
-               *[(f"{n}_fc1", m) for n, m in _activation(quant, hidden, conv=False)],
+               *[(f"{n}_fc1", m)
+                 for n, m in _activation(quant, hidden, False, activation, levels)],
                ("drop_fc2", nn.Dropout(dropout)),
                ("fc2", nn.Linear(hidden, num_classes, bias=False))]
     model = ConstrainedNet(OrderedDict(layers), input_shape=input_shape, num_classes=num_classes)
@@ -184,9 +203,13 @@ def vgg_tiny(*, input_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10,
 
 def mlp(*, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
         hidden: Sequence[int] = (512, 512), quant: str = "fp", dropout: float = 0.1,
-        per_channel: bool = True) -> ConstrainedNet:
-    """Constrained MLP: Flatten, then Linear/ReLU/Dropout blocks; first and last layer FP."""
+        per_channel: bool = True, activation: str = "relu", levels: int = 4) -> ConstrainedNet:
+    """Constrained MLP: Flatten, then Linear/ReLU/Dropout blocks; first and last layer FP.
+
+    ``activation``/``levels`` as in :func:`constrained_vgg`.
+    """
     _check_choice("quant", quant, QUANTS)
+    _check_activation(activation, quant)
     widths = [int(input_shape[0] * input_shape[1] * input_shape[2]), *hidden]
     layers: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     for j, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
@@ -194,7 +217,8 @@ def mlp(*, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
         lin = BinaryLinear(n_in, n_out, per_channel=per_channel) if binary else nn.Linear(
             n_in, n_out, bias=False)
         layers += [(f"fc{j}", lin),
-                   *[(f"{n}_fc{j}", m) for n, m in _activation(quant, n_out, conv=False)],
+                   *[(f"{n}_fc{j}", m)
+                     for n, m in _activation(quant, n_out, False, activation, levels)],
                    (f"drop_fc{j}", nn.Dropout(dropout))]
     layers.append((f"fc{len(widths)}", nn.Linear(widths[-1], num_classes, bias=False)))
     model = ConstrainedNet(OrderedDict(layers), input_shape=input_shape, num_classes=num_classes)
@@ -202,16 +226,9 @@ def mlp(*, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
     return model
 
 
-def direct_bsnn(**kw: Any) -> nn.Module:
-    """A :class:`~bsnn_bindsnet.direct.model.DirectBSNN` (direct-training route)."""
-    from bsnn_bindsnet.direct.model import DirectBSNN
-
-    return DirectBSNN(**kw)
-
-
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "vgg15": vgg15, "vgg15_imagenet": vgg15_imagenet,
-    "vgg_small": vgg_small, "vgg_tiny": vgg_tiny, "direct_bsnn": direct_bsnn,
+    "vgg_small": vgg_small, "vgg_tiny": vgg_tiny,
 }
 
 

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
-from bsnn_bindsnet.convert import INPUT, READOUT, BSNNPlan, LayerSpec
+from bsnn_bindsnet.plan import (INPUT, READOUT, BSNNPlan, ConvSynapse, LayerSpec, LinearSynapse,
+                                Residual, WeightSynapse)
 
 
 def fold_batchnorm(alpha: Tensor, bn: nn.modules.batchnorm._BatchNorm,
@@ -61,21 +62,19 @@ def _pool_args(pool: nn.Module) -> dict[str, Any] | None:
 
 
 def _synapse(module: nn.Module, flip: Tensor, bias: Tensor | None, pool: nn.Module,
-             *, scale: float | None = None) -> dict[str, Any]:
+             *, scale: float | None = None) -> WeightSynapse:
     view = (-1, 1, 1, 1) if isinstance(module, nn.Conv2d) else (-1, 1)
-    syn: dict[str, Any] = {"type": "conv" if isinstance(module, nn.Conv2d) else "linear",
-                           "binary": isinstance(module, (BinaryConv2d, BinaryLinear)),
-                           "bias": bias, "pool": _pool_args(pool)}
-    if syn["binary"]:
+    if isinstance(module, (BinaryConv2d, BinaryLinear)):
         sign, _ = module.export_weight()
-        syn["sign"] = (sign * flip.view(view)).to(torch.int8)
-        syn["scale"] = torch.full((sign.shape[0],), 1.0 if scale is None else scale)
+        weights = {"sign": (sign * flip.view(view)).to(torch.int8),
+                   "scale": torch.full((sign.shape[0],), 1.0 if scale is None else scale)}
     else:
         w = module.weight.detach() * flip.view(view)
-        syn["weight"] = w if scale is None else w * scale
-    if syn["type"] == "conv":
-        syn["stride"], syn["padding"] = module.stride, module.padding
-    return syn
+        weights = {"weight": w if scale is None else w * scale}
+    if isinstance(module, nn.Conv2d):
+        return ConvSynapse(bias=bias, stride=module.stride, padding=module.padding,
+                           pool=_pool_args(pool), **weights)
+    return LinearSynapse(bias=bias, **weights)
 
 
 def direct_to_plan(model: nn.Module) -> BSNNPlan:
@@ -97,15 +96,13 @@ def direct_to_plan(model: nn.Module) -> BSNNPlan:
         name = f"block{i + 1}"
         residual = None
         if block.residual:
-            residual = {"source": names[-2],
-                        "synapse": _synapse(syn_mod, flip, None, pool,
-                                            scale=model.residual_factor)}
+            residual = Residual(names[-2], _synapse(syn_mod, flip, None, pool,
+                                                    scale=model.residual_factor))
         layers.append(LayerSpec(name, "if", tuple(model.shapes[i + 1]), names[-1],
                                 _synapse(syn_mod, flip, bias, pool), thresh=thresh,
                                 residual=residual))
         names.append(name)
-    readout = {"type": "linear", "binary": False, "bias": None, "pool": None,
-               "weight": model.readout.weight.detach().clone()}
+    readout = LinearSynapse(weight=model.readout.weight.detach().clone())
     layers.append(LayerSpec(READOUT, "readout", (model.num_classes,), names[-1], readout))
     return BSNNPlan(model.input_shape, layers, reset="subtract", v_init=model.v_init,
                     info={"route": "direct", "timesteps": model.timesteps,

@@ -36,6 +36,7 @@ from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
 from bsnn_bindsnet.direct.architectures import FMNIST_RESIDUAL
 from bsnn_bindsnet.direct.surrogate import if_sequence
 from bsnn_bindsnet.encoding import ENCODINGS, encode
+from bsnn_bindsnet.neurons import V_INITS
 
 _CODE = re.compile(r"^([cf])(\d+)(p?)(r?)$")
 CODINGS = ENCODINGS
@@ -95,7 +96,8 @@ class DirectBSNN(nn.Module):
             exchanges binary spikes).
         v_init: Initial membrane potential of the hidden neurons, ``"zero"`` (the paper's)
             or ``"half"`` (:math:`\theta/2`: a neuron needs half the input to fire first, so
-            spikes cross the layers in fewer steps). Kept by the export.
+            spikes cross the layers in fewer steps), or any name registered in
+            :data:`bsnn_bindsnet.neurons.V_INITS`. Kept by the export.
     """
 
     def __init__(self, blocks: Sequence[str] = FMNIST_RESIDUAL, *,
@@ -108,8 +110,8 @@ class DirectBSNN(nn.Module):
             raise ValueError(f"quant must be 'bwn' or 'fp' for a direct B-SNN, got {quant!r}")
         if coding not in CODINGS:
             raise ValueError(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
-        if v_init not in ("zero", "half"):
-            raise ValueError(f"v_init must be 'zero' or 'half', got {v_init!r}")
+        if v_init not in V_INITS:
+            raise ValueError(f"v_init must be {' or '.join(map(repr, V_INITS))}, got {v_init!r}")
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
         if not residual_factor >= 0:
@@ -167,7 +169,7 @@ class DirectBSNN(nn.Module):
         :math:`u^{T,L}` ``[B, classes]`` and every block's spikes ``[T, B, *shape]``."""
         t, b = spikes.shape[:2]
         outs = [spikes.reshape(t * b, *spikes.shape[2:])]
-        v0 = 0.5 * self.theta if self.v_init == "half" else 0.0
+        v0 = float(V_INITS[self.v_init](torch.tensor(float(self.theta))))
         for i, block in enumerate(self.blocks):
             src = outs[-1]
             if block.residual:

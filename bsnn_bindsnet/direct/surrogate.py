@@ -9,6 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from bsnn_bindsnet.functional import if_step
+from bsnn_bindsnet.neurons import ResetStrategy, get_reset
+
 SURROGATE_SCALE = 0.3
 
 
@@ -37,15 +40,18 @@ def spike(u: Tensor, theta: float = 1.0) -> Tensor:
     return _Spike.apply(u, theta)
 
 
-def if_sequence(current: Tensor, theta: float = 1.0, v0: float = 0.0) -> Tensor:
-    r"""IF neurons with soft reset over ``[T, B, ...]`` input currents, from :math:`u_0 =`
-    ``v0``: :math:`u_t = u_{t-1} + x_t`, :math:`o_t = H(u_t - \theta)`, :math:`u_t
-    \mathrel{-}= \theta o_t`. Returns the ``[T, B, ...]`` spikes."""
+def if_sequence(current: Tensor, theta: float = 1.0, v0: float = 0.0,
+                reset: str | ResetStrategy = "subtract") -> Tensor:
+    r"""IF neurons over ``[T, B, ...]`` input currents, from :math:`u_0 =` ``v0``:
+    :func:`bsnn_bindsnet.functional.if_step` (the kernel of the BindsNET nodes) with
+    :func:`spike` as the spike function, so :math:`u_t = u_{t-1} + x_t`, :math:`o_t = H(u_t -
+    \theta)` and, with the default soft reset, :math:`u_t \mathrel{-}= \theta o_t`; the
+    gradient flows through the reset too. ``reset`` is a name of
+    :data:`bsnn_bindsnet.neurons.RESETS` or a strategy. Returns the ``[T, B, ...]`` spikes."""
+    reset_fn = get_reset(reset)
     u = torch.full_like(current[0], v0)
     out = []
     for x in current:
-        u = u + x
-        o = spike(u, theta)
-        u = u - theta * o
+        o, u = if_step(u, x, theta, reset_fn, spike)
         out.append(o)
     return torch.stack(out)

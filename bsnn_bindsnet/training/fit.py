@@ -28,12 +28,15 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.ann.recipes import Preset, get_preset, learning_rate, weight_decay
-from bsnn_bindsnet.ann.train import evaluate, make_optimizer, train_one_epoch
+from bsnn_bindsnet.ann.models import POOL_POSITIONS, POOLS
 from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_save, atomic_write_json,
                                       atomic_write_text, load_state_checked, read_model_file,
                                       safe_torch_load, save_model)
+from bsnn_bindsnet.data import dataset_info, load_dataset, make_loader
+from bsnn_bindsnet.distributed import all_sum, epoch_shard, init
+from bsnn_bindsnet.training.loop import evaluate, make_optimizer, train_one_epoch
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.training.recipes import Preset, get_preset, learning_rate, weight_decay
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,16 @@ _RESUME_FREE = ("epochs", "device", "num_workers", "progress", "data_root", "dow
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a training run (the preset plus explicit overrides)."""
+    """Everything that defines a training run (the preset plus explicit overrides).
+
+    ``dataset`` replaces the preset's dataset (a key of :data:`bsnn_bindsnet.data.DATASETS`):
+    ``RunConfig("fmnist-fp", out, dataset="mnist")`` trains the Fashion-MNIST recipe on MNIST.
+    """
 
     preset: str
     out_dir: str
     seed: int = 0
+    dataset: str | None = None
     quant: str | None = None
     pool: str | None = None
     blocks: tuple[str, ...] | None = None
@@ -73,6 +81,8 @@ class RunConfig:
 def resolve(cfg: RunConfig) -> Preset:
     """The preset with the config's overrides applied."""
     preset = get_preset(cfg.preset)
+    if cfg.dataset is not None:
+        preset = replace(preset, dataset=dataset_info(cfg.dataset).name)
     recipe = preset.recipe
     overrides = {k: v for k, v in (("epochs", cfg.epochs), ("lr", cfg.lr),
                                    ("batch_size", cfg.batch_size), ("betas", cfg.betas))
@@ -102,8 +112,6 @@ POOLED_MODELS = ("vgg15", "vgg15_imagenet", "vgg_small", "vgg_tiny")
 
 def parse_pool(spec: str) -> dict[str, str]:
     """``"avg-before"`` -> ``{"pool": "avg", "pool_position": "before"}`` (Fig. 4's options)."""
-    from bsnn_bindsnet.ann.models import POOL_POSITIONS, POOLS
-
     pool, _, position = spec.partition("-")
     if pool not in POOLS or position not in POOL_POSITIONS:
         choices = ", ".join(f"{a}-{b}" for a in POOLS for b in POOL_POSITIONS)
@@ -216,9 +224,6 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
          on_batch: Callable[[int, int, float], None] | None,
          on_epoch: Callable[[dict[str, Any]], None] | None,
          saved: list[int]) -> list[dict[str, Any]]:
-    from bsnn_bindsnet.data import dataset_info, load_dataset, make_loader
-    from bsnn_bindsnet.distributed import all_sum, epoch_shard, init
-
     rank, size = init(cfg.device)  # (0, 1) unless launched by torchrun
     spec = resolve(cfg)
     recipe = spec.recipe
@@ -319,6 +324,13 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
         if on_epoch is not None:
             on_epoch(row)
     return history
+
+
+def format_epoch(row: dict[str, Any]) -> str:
+    """One line per finished epoch (``bsnn train`` and the experiments print it)."""
+    return (f"epoch {row['epoch']}: lr {row['lr']:.3g} train loss {row['train_loss']:.4f} "
+            f"train acc {row['train_acc']:.4f} test acc {row['test_acc']:.4f} "
+            f"({row['train_seconds']:.1f} s)")
 
 
 def _progress(loader, desc: str, enabled: bool):

@@ -1,11 +1,12 @@
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from bsnn_bindsnet.analysis.early_exit import early_exit
 from bsnn_bindsnet.ann.models import get_model
 from bsnn_bindsnet.convert import ann_to_bsnn
 from bsnn_bindsnet.data import load_dataset
-from bsnn_bindsnet.early_exit import simulate_early_exit
+from bsnn_bindsnet.simulate_exit import simulate_early_exit
 from bsnn_bindsnet.simulate import simulate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -76,3 +77,21 @@ def test_bad_arguments(setup):
         simulate_early_exit(network, (x[:, :, :4], y), 4, 1.0)
     with pytest.raises(ValueError, match="NaN/inf"):
         simulate_early_exit(network, (x * float("nan"), y), 4, 1.0)
+
+
+def test_a_dataloader_gives_the_run_of_the_tensor_pair(setup):
+    network, x, y = setup
+    full = simulate(network, (x, y), 12, per_sample=True, batch_size=40)
+    threshold = float(full.step_confidence[5].median())  # about half exit by step 6
+    ref = simulate_early_exit(network, (x, y), 12, threshold, batch_size=8)
+    assert 1 < ref.mean_exit < 12
+    loader = DataLoader(TensorDataset(x, y), batch_size=7)  # rows pulled across its batches
+    run = simulate_early_exit(network, loader, 12, threshold, batch_size=8)
+    assert torch.equal(run.exit_steps, ref.exit_steps)
+    assert torch.equal(run.predictions, ref.predictions) and torch.equal(run.labels, y)
+
+
+def test_inputs_without_labels_are_refused(setup):
+    network, x, _ = setup
+    with pytest.raises(ValueError, match="without labels"):
+        simulate_early_exit(network, x, 4, 1.0)

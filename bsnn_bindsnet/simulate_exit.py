@@ -5,9 +5,11 @@ the threshold exits with the readout's argmax. Its batch row is then reset and r
 the next sample (continuous batching); once no sample is left to refill with, the batch is
 *compacted*: every layer's state tensors are sliced to the samples still running, so later
 steps cost only what is left.
-``Network.run(time=1)`` is called once per step (it never resets state between calls); the
-network's ``batch_size`` is updated together with the layers' state so that BindsNET does not
-reallocate (and so reset) it. One-step mode and constant-current input only.
+``Network.run(time=1)`` is called once per step (it never resets state between calls). The
+per-sample state is edited only through :func:`bsnn_bindsnet.simulate.reset_rows` and
+:func:`bsnn_bindsnet.simulate.select_rows` (which also updates the ``batch_size`` that BindsNET
+would otherwise reallocate, and so reset, the state for). One-step mode and constant-current
+input only. The offline analysis of recorded traces is :mod:`bsnn_bindsnet.analysis.early_exit`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bsnn_bindsnet.convert import INPUT, READOUT
+from bsnn_bindsnet.plan import INPUT, READOUT
 from bsnn_bindsnet.functional import to_conv_layout
+from bsnn_bindsnet.samples import check_samples, num_samples
+from bsnn_bindsnet.simulate import labelled_batches, reset_rows, select_rows
 
-_STATE = ("s", "v", "x", "summed")  # per-sample state a BindsNET layer may hold
+__all__ = ["ExitRun", "simulate_early_exit"]
 
 
 @dataclass
@@ -64,17 +68,6 @@ class ExitRun:
                 for name, s in self.sample_spikes.items()}
 
 
-def compact(network: Any, keep: Tensor) -> None:
-    """Keep only the samples ``keep`` (bool ``[B]``) in every layer's state."""
-    for layer in network.layers.values():
-        for name in _STATE:
-            value = getattr(layer, name, None)
-            if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == keep.numel():
-                setattr(layer, name, to_conv_layout(value[keep]))
-        layer.batch_size = int(keep.sum())
-    network.batch_size = int(keep.sum())
-
-
 class _Stream:
     """Samples of ``data`` in order, pulled ``k`` at a time across batch boundaries."""
 
@@ -108,15 +101,6 @@ class _Stream:
         return x, y, idx
 
 
-def reset_rows(network: Any, rows: Tensor) -> None:
-    """Start the batch rows ``rows`` (bool ``[B]``) afresh in every layer."""
-    for layer in network.layers.values():
-        if hasattr(layer, "reset_rows"):
-            layer.reset_rows(rows)
-        elif isinstance(getattr(layer, "s", None), Tensor) and layer.s.dim() > 0:
-            layer.s[rows] = 0
-
-
 def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: float, *,
                         batch_size: int = 64, device: torch.device | str = "cpu",
                         refill: bool = True, compact_fraction: float = 0.125) -> ExitRun:
@@ -131,7 +115,9 @@ def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: 
 
     Args:
         network: A converted network (layers ``input`` ... ``readout``).
-        data: A dataset of ``(x, y)`` or a pair of tensors ``(X, Y)``.
+        data: A dataset of ``(x, y)``, a ``DataLoader`` of ``(x, y)`` batches or a pair of
+            tensors ``(X, Y)`` (:mod:`bsnn_bindsnet.samples`); samples are pulled across
+            the loader's batches, ``batch_size`` rows at a time.
         max_timesteps: ``T_max``: samples that never reach the threshold stop here.
         threshold: Confidence threshold on the readout's max membrane potential.
         refill: Refill finished rows with new samples (else: one batch after another).
@@ -140,12 +126,10 @@ def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: 
             but no longer counted): slicing every layer's state costs time, so waiting for a
             few to pile up is faster than compacting at every exit. 0 compacts at every exit.
     """
-    from bsnn_bindsnet.simulate import _batches, _length
-
+    check_samples(data)
     if max_timesteps < 1:
         raise ValueError(f"max_timesteps must be >= 1, got {max_timesteps}")
-    n = _length(data)
-    if n == 0:
+    if num_samples(data) == 0:
         raise ValueError("the data set is empty; expected at least one sample")
     layers = [name for name in network.layers if name not in (INPUT, READOUT)]
     readout = network.layers[READOUT]
@@ -156,7 +140,7 @@ def simulate_early_exit(network: Any, data: Any, max_timesteps: int, threshold: 
     out: dict[str, list[Tensor]] = {key: [] for key in ("idx", "pred", "label", "step", *layers)}
     t0 = time.perf_counter()
     shape = tuple(network.layers[INPUT].shape)
-    stream = _Stream(_batches(data, batch_size), device)
+    stream = _Stream(labelled_batches(data, batch_size), device)
     # no_grad, not inference_mode: state tensors created under inference_mode could not be
     # updated in place by a later simulate() of the same network
     with torch.no_grad():
@@ -216,7 +200,7 @@ def _run_rows(network, layers, readout, stream, x, y, idx, max_timesteps, thresh
                 counts[name][rows[:k]] = 0
             alive |= fill
         if alive.any() and int((~alive).sum()) >= max(1.0, compact_fraction * alive.numel()):
-            compact(network, alive)
+            select_rows(network, alive)
             x, y, idx, t_row = to_conv_layout(x[alive]), y[alive], idx[alive], t_row[alive]
             counts = {name: c[alive] for name, c in counts.items()}
             alive = torch.ones(x.shape[0], dtype=torch.bool, device=device)

@@ -1,140 +1,22 @@
-r"""BindsNET connections for converted binary SNNs: no learning rule, weights in buffers.
-
-Binary layers keep :math:`W_b = \alpha \operatorname{sign}(W)` as an ``int8`` sign and one scale
-:math:`\alpha` per output (XNOR-Net / BWN): ``compute`` runs the integer-valued binary MAC first
-and applies :math:`\alpha` last. The first and last layers stay full precision
-(:class:`FullPrecisionConnection`, :class:`FullPrecisionConv2dConnection`), and pooling between
-two spiking layers has its own connections.
-
-Every connection follows the BindsNET contract: ``compute(s)`` receives the raw ``source.s``
-(bool from spiking layers, float from an ``Input`` layer), converts it once, and returns the
-input current ``[B, *target.shape]``; ``update``, ``reset_state_variables`` and ``normalize`` do
-nothing. The geometry is checked at construction: a weight or pooling window that does not map
-``source.shape`` to ``target.shape`` raises a ``ValueError`` naming both shapes.
-"""
+r"""Weighted connections: binary (:math:`\alpha \operatorname{sign}(W)`) and full-precision,
+fully connected and convolutional (see :mod:`bsnn_bindsnet.connections`)."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from bsnn_bindsnet.functional import scale_per_channel, sign_nonzero, to_conv_layout
+from bsnn_bindsnet.connections.base import (IntPair, _as_bias, _as_weight, _check_flat,
+                                            _check_map, _check_pool, _scale_vector,
+                                            _StaticConnection)
+from bsnn_bindsnet.functional import sign_nonzero, to_conv_layout
 
 with warnings.catch_warnings():  # importing bindsnet sets warnings.filterwarnings("ignore")
     from bindsnet.network.nodes import Nodes
-    from bindsnet.network.topology import AbstractConnection
-
-__all__ = [
-    "AvgPool2dConnection", "BinaryConnection", "BinaryConv2dConnection",
-    "FullPrecisionConnection", "FullPrecisionConv2dConnection", "MaxPool2dConnection",
-]  # fmt: skip
-
-IntPair = int | tuple[int, int]
-
-
-def _as_weight(weight: Tensor, ndim: int, owner: str) -> Tensor:
-    """Detached floating-point copy of ``weight``; checks its rank and that it is finite."""
-    w = torch.as_tensor(weight).detach()
-    if w.dim() != ndim:
-        raise ValueError(f"{owner}: weight must have {ndim} dims, got shape {tuple(w.shape)}")
-    if not w.is_floating_point():
-        w = w.to(torch.get_default_dtype())
-    if not bool(torch.isfinite(w).all()):
-        raise ValueError(f"{owner}: weight contains NaN or inf")
-    return w.clone()
-
-
-def _as_bias(bias: Tensor, weight: Tensor, owner: str) -> Tensor:
-    """Detached ``[out]`` copy of ``bias`` in the weight's dtype."""
-    b = torch.as_tensor(bias, dtype=weight.dtype).detach()
-    if tuple(b.shape) != (weight.shape[0],):
-        raise ValueError(f"{owner}: bias of shape {tuple(b.shape)}, expected ({weight.shape[0]},)")
-    return b.clone()
-
-
-def _scale_vector(weight: Tensor, scale: Tensor | float | None, per_channel: bool) -> Tensor:
-    """:math:`\\alpha` as a ``[out]`` vector: given, or ``mean |W|`` per output row / per layer."""
-    n_out = weight.shape[0]
-    if scale is None:
-        a = scale_per_channel(weight, per_channel)
-    else:
-        a = torch.as_tensor(scale, dtype=weight.dtype).detach()
-    if a.numel() not in (1, n_out):
-        raise ValueError(
-            f"scale of shape {tuple(a.shape)}: expected a single value or one per output "
-            f"channel ({n_out},)"
-        )
-    if not bool(torch.isfinite(a).all()):
-        raise ValueError("scale contains NaN or inf")
-    return a.reshape(-1).expand(n_out).clone()
-
-
-def _check_flat(owner: str, source: Nodes, target: Nodes, weight: Tensor) -> None:
-    if tuple(weight.shape) != (target.n, source.n):
-        raise ValueError(
-            f"{owner}: weight {tuple(weight.shape)} does not map source shape "
-            f"{tuple(source.shape)} (n={source.n}) to target shape {tuple(target.shape)} "
-            f"(n={target.n}); expected nn.Linear layout ({target.n}, {source.n})"
-        )
-
-
-def _check_map(
-    owner: str, source: Nodes, target: Nodes, fn: Callable[[Tensor], Tensor], what: str
-) -> None:
-    """Run ``fn`` on a meta tensor shaped like ``source`` and compare with ``target.shape``."""
-    src, tgt = tuple(source.shape), tuple(target.shape)
-    if len(src) != 3 or len(tgt) != 3:
-        raise ValueError(
-            f"{owner}: source shape {src} and target shape {tgt} must both be (C, H, W)"
-        )
-    try:
-        out = tuple(fn(torch.empty(1, *src, device="meta")).shape[1:])
-    except RuntimeError as err:
-        msg = f"{owner}: {what} cannot be applied to source shape {src}: {err}"
-        raise ValueError(msg) from None
-    if out != tgt:
-        raise ValueError(
-            f"{owner}: {what} maps source shape {src} to {out}, but the target shape is {tgt}"
-        )
-
-
-def _check_pool(owner: str, pool: nn.Module | None) -> nn.AvgPool2d | None:
-    if isinstance(pool, nn.MaxPool2d):
-        raise ValueError(
-            f"{owner}: pool=nn.MaxPool2d is not supported: max-pooling synaptic currents is "
-            "not linear, so it does not commute with integrate-and-fire. The converter inserts "
-            "an extra IF layer after the convolution and a MaxPool2dConnection on its spikes."
-        )
-    if pool is not None and not isinstance(pool, nn.AvgPool2d):
-        got = type(pool).__name__
-        raise ValueError(f"{owner}: pool must be an nn.AvgPool2d or None, got {got}")
-    return pool
-
-
-class _StaticConnection(AbstractConnection):
-    """A connection without plasticity: ``update``, ``reset_state_variables`` and
-    ``normalize`` do nothing. Subclasses call ``super().__init__(source, target)`` only."""
-
-    def update(self, *, mask: Tensor | None = None, **kwargs) -> None:
-        """No learning rule: nothing changes. ``Network.run`` passes ``learning``, ``mask`` and
-        its own keyword arguments here; a weight mask is rejected instead of ignored.
-
-        Raises:
-            NotImplementedError: ``mask`` is not None.
-        """
-        if mask is not None:
-            raise NotImplementedError(f"{type(self).__name__} does not support weight masks")
-
-    def reset_state_variables(self) -> None:
-        """Stateless: nothing to reset."""
-
-    def normalize(self) -> None:
-        """No weight normalisation (``Network.run`` calls this after every run)."""
 
 
 class _BinaryWeights(_StaticConnection):
@@ -371,71 +253,3 @@ class FullPrecisionConv2dConnection(_Conv2dBase):
         x = s.to(self.weight.dtype)
         out = F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
         return out if self.pool is None else self.pool(out)
-
-
-class _Pool2dConnection(_StaticConnection):
-    """Weightless pooling between two ``(C, H, W)`` spiking layers."""
-
-    def __init__(
-        self,
-        source: Nodes,
-        target: Nodes,
-        *,
-        kernel_size: IntPair,
-        stride: IntPair | None = None,
-        padding: IntPair = 0,
-        ceil_mode: bool = False,
-    ) -> None:
-        super().__init__(source, target)
-        self.kernel_size = _pair(kernel_size)
-        self.stride = self.kernel_size if stride is None else _pair(stride)
-        self.padding = _pair(padding)
-        self.ceil_mode = ceil_mode
-        what = f"pooling (kernel {self.kernel_size}, stride {self.stride}, padding {self.padding}"
-        _check_map(type(self).__name__, source, target, self._pool, f"{what}, {ceil_mode=})")
-
-    def _pool(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def compute(self, s: Tensor) -> Tensor:
-        return self._pool(s if s.is_floating_point() else s.to(torch.get_default_dtype()))
-
-
-class AvgPool2dConnection(_Pool2dConnection):
-    r"""Average pooling of spikes: the fraction of the window that fired.
-
-    .. math:: I_t = \operatorname{avgpool}(s_t)
-
-    Args:
-        source: Presynaptic ``(C, H, W)`` layer.
-        target: Postsynaptic ``(C, H', W')`` layer.
-        kernel_size: Pooling window.
-        stride: Defaults to ``kernel_size``.
-        padding: Zero padding (counted in the average, as ``nn.AvgPool2d`` does by default).
-        ceil_mode: Round the output size up.
-
-    Raises:
-        ValueError: the pooling does not map ``source.shape`` to ``target.shape``.
-
-    Shape:
-        ``compute(s)``: ``[B, C, H, W]`` -> ``[B, C, H', W']`` float.
-    """
-
-    def _pool(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
-
-
-class MaxPool2dConnection(_Pool2dConnection):
-    r"""Max pooling of spikes, i.e. a spike OR over each window (no running rate estimate,
-    unlike BindsNET's ``MaxPool2dConnection``).
-
-    .. math:: I_t = \max_{\text{window}} s_t = \bigvee_{\text{window}} s_t
-
-    Arguments, errors and shapes as in :class:`AvgPool2dConnection` (padding never wins the
-    max).
-    """
-
-    def _pool(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(
-            x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode
-        )

@@ -1,0 +1,17 @@
+"""Training, above :mod:`bsnn_bindsnet.ann` and :mod:`bsnn_bindsnet.direct`: the model registry
+(:mod:`.models`), recipes and presets (:mod:`.recipes`), one epoch and one evaluation
+(:mod:`.loop`), and a whole run with checkpoints and resume (:mod:`.fit`:
+``from bsnn_bindsnet.training.fit import RunConfig, fit``).
+
+:mod:`.fit` is not imported here: :mod:`bsnn_bindsnet.checkpoint` rebuilds models through
+:mod:`.models`, and :mod:`.fit` writes its files through :mod:`bsnn_bindsnet.checkpoint`.
+"""
+
+from bsnn_bindsnet.training.loop import EpochStats, evaluate, make_optimizer, train_one_epoch
+from bsnn_bindsnet.training.models import MODELS, get_model
+from bsnn_bindsnet.training.recipes import (FAMILIES, PRESETS, Preset, PresetFamily, Recipe,
+                                            get_preset, register_family)
+
+__all__ = ["FAMILIES", "MODELS", "PRESETS", "EpochStats", "Preset", "PresetFamily", "Recipe",
+           "evaluate", "get_model", "get_preset", "make_optimizer", "register_family",
+           "train_one_epoch"]
