@@ -42,6 +42,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--residual-factor", type=float, metavar="F",
                    help="direct route: weight f of the residual input from block l-2 "
                         "(default: the preset's, 1 = the paper's indicator)")
+    p.add_argument("--levels", type=int, metavar="L",
+                   help="QCFS presets (*-qcfs-*): quantization levels L of the activation "
+                        "(default: the preset's, 4)")
+    p.add_argument("--snn-timesteps", type=int, nargs="+", metavar="T",
+                   help="*-qcfs-snn presets: the latencies the B-SNN is trained at, one drawn "
+                        "per batch; the first is the one evaluated (default: 2 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -78,7 +84,9 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = RunConfig(preset=args.preset, out_dir=args.out, seed=args.seed, dataset=args.dataset,
                     quant=args.quant, pool=args.pool, blocks=tuple(args.blocks) if args.blocks else None,
                     coding=args.coding, v_init=args.v_init,
-                    residual_factor=args.residual_factor, init_from=args.init_from,
+                    residual_factor=args.residual_factor, levels=args.levels,
+                    snn_timesteps=tuple(args.snn_timesteps) if args.snn_timesteps else None,
+                    init_from=args.init_from,
                     epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                     betas=tuple(args.betas) if args.betas else None,
                     train_subset=args.train_subset, data_root=args.data_root,
@@ -97,7 +105,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def check_train(args: argparse.Namespace) -> None:
     for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                        ("--train-subset", args.train_subset)):
+                        ("--train-subset", args.train_subset), ("--levels", args.levels),
+                        *(("--snn-timesteps", t) for t in args.snn_timesteps or ())):
         at_least(flag, value, 1)
     check_dataset(args.dataset)
     at_least("--num-workers", args.num_workers, 0)

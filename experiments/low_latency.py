@@ -110,13 +110,37 @@ def _materialize(name: str) -> str:
     return str(zoo.materialize(name))
 
 
+def unrolled_agreement(model: Any, test: Any, result: Any, cfg: Config,
+                       steps: Sequence[int] = (1, 2, 4)) -> dict[int, float]:
+    """Fraction of test images on which the unrolled PyTorch B-SNN
+    (:func:`bsnn_bindsnet.unrolled.unroll`, what ``*-qcfs-snn`` trains) predicts what BindsNET
+    predicted after the same number of steps."""
+    import torch
+
+    from bsnn_bindsnet.samples import batches
+    from bsnn_bindsnet.unrolled import unroll
+
+    out = {}
+    for t in steps:
+        if t > result.timesteps:
+            continue
+        snn = unroll(model, t).eval()
+        with torch.no_grad():
+            pred = torch.cat([snn(x).argmax(1) for x, _ in batches(test, cfg.batch_size)])
+        out[t] = float((pred == result.step_predictions[t - 1]).double().mean())
+    return out
+
+
 def _row_cells(row: dict, n: int) -> str:
     acc = row["accuracy"]
     return " ".join(f"{100 * acc[t - 1]:6.2f}" if t <= len(acc) else "     -"
                     for t in REPORT_STEPS)
 
 
-def _peer(model: Any, calib: Any, test: Any, cfg: Config, mode: str) -> dict | None:
+def _peer(model: Any, calib: Any, test: Any, cfg: Config, mode: str, plan: Any) -> dict | None:
+    """SpikingJelly's curve on the same model and data, with normalized #OPS counted on our
+    plan's synapses from its spikes (its layers carry our IF layers' names)."""
+    from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
     from bsnn_bindsnet.peer_spikingjelly import SpikingJellyMissingError, spikingjelly_curve
 
     if cfg.peer_timesteps <= 0:
@@ -128,7 +152,10 @@ def _peer(model: Any, calib: Any, test: Any, cfg: Config, mode: str) -> dict | N
     except SpikingJellyMissingError as err:
         print(f"SpikingJelly peer skipped: {err}", flush=True)
         return None
-    return peer.summary()
+    ops = layer_ops(plan)
+    return {**peer.summary(),
+            "normalized_ops": [normalized_ops(ops, peer.firing_rates(t), timesteps=t)
+                               for t in range(1, len(peer.accuracy) + 1)]}
 
 
 def run(cfg: Config) -> dict:
@@ -153,13 +180,15 @@ def run(cfg: Config) -> dict:
         ann = ann_accuracy(model, test, cfg)
         plan = (ann_to_bsnn(model, calib, percentile=cfg.percentile, build=False)
                 if mode == "percentile" else ann_to_bsnn(model, None, build=False))
-        row, result = simulate_curve(plan, test, cfg, per_sample=name == exit_name)
+        row, result = simulate_curve(plan, test, cfg, per_sample=mode == "qcfs")
         entry = {"spec": spec, "conversion": mode, "ann": ann,
                  "ann_interval": accuracy_interval(ann, n), "bsnn": row,
                  "ops_within_1pt": ops_to_reach(row, ann - 0.01),
                  "steps_within_1pt": next((t + 1 for t, a in enumerate(row["accuracy"])
                                            if a >= ann - 0.01), None)}
-        entry["spikingjelly"] = _peer(model, calib, test, cfg, mode)
+        if mode == "qcfs":
+            entry["unrolled_agreement"] = unrolled_agreement(model, test, result, cfg)
+        entry["spikingjelly"] = _peer(model, calib, test, cfg, mode, plan)
         out["models"][name] = entry
         print(f"{name:>14} ANN {format_accuracy(ann, n)} % | B-SNN at T = "
               f"{','.join(map(str, REPORT_STEPS))}: {_row_cells(row, n)}", flush=True)

@@ -55,13 +55,14 @@ def test_presets_follow_the_dataset_registry(monkeypatch):
 
 
 def _builtin() -> set:
+    kinds = ("fp", "bwn", "bwn-scratch", "xnor", "direct", "qcfs-fp", "qcfs-bwn", "qcfs-snn")
     return {f"{p}-{m}" for p in ("cifar100", "imagenet", "fmnist", "digits", "mnist")
-            for m in ("fp", "bwn", "bwn-scratch", "xnor", "direct")} - {"imagenet-direct",
-                                                                         "mnist-direct"}
+            for m in kinds} - {"imagenet-direct", "mnist-direct", "imagenet-qcfs-fp",
+                               "imagenet-qcfs-bwn", "imagenet-qcfs-snn"}
 
 
 def test_builtin_presets_and_families():
-    assert set(PRESETS) == _builtin() and len(PRESETS) == 23
+    assert set(PRESETS) == _builtin() and len(PRESETS) == 35
     with pytest.raises(ValueError, match="already registered"):
         register_family("digits", FAMILIES["fmnist"])
 
@@ -75,3 +76,18 @@ def test_the_training_registry_adds_the_direct_model_to_the_anns():
     assert isinstance(get_model("direct_bsnn"), DirectBSNN)
     with pytest.raises(ValueError, match="unknown model 'nope'; choose one of direct_bsnn"):
         get_model("nope")
+
+
+def test_qcfs_presets_and_their_overrides():
+    from bsnn_bindsnet.training.fit import RunConfig, resolve
+
+    fp, bwn, snn = (get_preset(f"fmnist-qcfs-{k}") for k in ("fp", "bwn", "snn"))
+    assert fp.model_kwargs == {"activation": "qcfs", "levels": 4} and not fp.snn_timesteps
+    assert bwn.hybrid and bwn.quant == "bwn" and bwn.recipe == get_preset("fmnist-bwn").recipe
+    assert snn.hybrid and snn.snn_timesteps == (2, 4)
+    spec = resolve(RunConfig("fmnist-qcfs-snn", "x", levels=2, snn_timesteps=(3,)))
+    assert spec.model_kwargs["levels"] == 2 and spec.snn_timesteps == (3,)
+    with pytest.raises(ValueError, match="no QCFS activation"):
+        resolve(RunConfig("fmnist-bwn", "x", levels=2))
+    with pytest.raises(ValueError, match="does not train through"):
+        resolve(RunConfig("fmnist-qcfs-bwn", "x", snn_timesteps=(2,)))

@@ -154,3 +154,23 @@ def test_xnor_bsnn_names_a_missing_model(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="--model .*nope.pt: no such file"):
         xnor_bsnn_table1.main(["--dataset", "digits", "--model", str(tmp_path / "nope.pt")])
+
+
+def test_low_latency_smoke_trains_converts_and_compares(tmp_path):
+    from experiments import low_latency
+
+    out = low_latency.main(["--smoke", "--out-dir", str(tmp_path), "--peer-timesteps", "4"])
+    models = out["models"]
+    assert list(models) == ["relu", "qcfs-L2", "qcfs-L2-snn"]
+    assert models["relu"]["conversion"] == "percentile"
+    for name in ("qcfs-L2", "qcfs-L2-snn"):
+        entry = models[name]
+        assert entry["conversion"] == "qcfs" and len(entry["bsnn"]["accuracy"]) == 16
+        # BindsNET and the unrolled PyTorch B-SNN compute the same network
+        assert min(entry["unrolled_agreement"].values()) >= 0.98
+    assert out["early_exit"]["model"] == "qcfs-L2-snn"
+    assert out["early_exit"]["mean_exit"] <= out["early_exit"]["t_ref"]
+    assert (tmp_path / "results.json").is_file() and (tmp_path / "low_latency.png").is_file()
+    peer = models["relu"]["spikingjelly"]
+    if peer is not None:  # optional peer: same conversion, same curve
+        assert peer["accuracy"] == pytest.approx(models["relu"]["bsnn"]["accuracy"][:4])

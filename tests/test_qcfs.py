@@ -150,3 +150,42 @@ def test_bindsnet_and_the_unrolled_snn_agree_with_two_hidden_layers():
         r = simulate(ann_to_bsnn(model, None), (x, torch.zeros(200, dtype=torch.long)), t)
         with torch.no_grad():
             assert torch.equal(r.predictions, unroll(model, t)(x).argmax(1))
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_fine_tuning_a_relu_run_into_qcfs_starts_lambda_at_the_percentile(tmp_path):
+    from bsnn_bindsnet import zoo
+    from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.normalize import activation_scales
+    from bsnn_bindsnet.training.fit import RunConfig, fit
+
+    relu = zoo.load("digits-bwn")
+    calib = load_dataset("digits", "calib")
+    names = [n for n, m in relu.named_children() if isinstance(m, nn.ReLU)]
+    expected = activation_scales(relu, {n: getattr(relu, n) for n in names}, calib,
+                                 percentile=99.9)
+    out = tmp_path / "qcfs"
+    # lr tiny: after one step lambda is still (almost) where it started
+    fit(RunConfig("digits-qcfs-bwn", str(out), init_from=str(zoo.materialize("digits-bwn")),
+                  levels=2, epochs=1, lr=1e-9, train_subset=64, progress=False))
+    model = load_model(out / "model.pt")
+    got = {n: float(m.lam) for n, m in model.named_children() if isinstance(m, QCFS)}
+    assert list(got) == names
+    for n in names:
+        assert got[n] == pytest.approx(expected[n], rel=1e-4)
+    assert all(m.levels == 2 for m in model.modules() if isinstance(m, QCFS))
+
+    # then through the B-SNN: the run's test accuracy is the unrolled B-SNN's at T = 2
+    snn_out = tmp_path / "snn"
+    history = fit(RunConfig("digits-qcfs-snn", str(snn_out), init_from=str(out / "model.pt"),
+                            snn_timesteps=(2,), epochs=1, train_subset=64, progress=False))
+    tuned = load_model(snn_out / "model.pt").eval()
+    test = load_dataset("digits", "test")
+    x = torch.stack([test[i][0] for i in range(len(test))])
+    y = torch.tensor([test[i][1] for i in range(len(test))])
+    with torch.no_grad():
+        acc = float((unroll(tuned, 2).eval()(x).argmax(1) == y).double().mean())
+    assert history[-1]["test_acc"] == pytest.approx(acc)

@@ -53,6 +53,8 @@ class RunConfig:
 
     ``dataset`` replaces the preset's dataset (a key of :data:`bsnn_bindsnet.data.DATASETS`):
     ``RunConfig("fmnist-fp", out, dataset="mnist")`` trains the Fashion-MNIST recipe on MNIST.
+    ``levels`` (QCFS presets) sets :math:`L`; ``snn_timesteps`` (``*-qcfs-snn`` presets) the
+    latencies the unrolled B-SNN trains at.
     """
 
     preset: str
@@ -65,6 +67,8 @@ class RunConfig:
     coding: str | None = None
     v_init: str | None = None
     residual_factor: float | None = None
+    levels: int | None = None
+    snn_timesteps: tuple[int, ...] | None = None
     init_from: str | None = None
     epochs: int | None = None
     lr: float | None = None
@@ -104,7 +108,19 @@ def resolve(cfg: RunConfig) -> Preset:
         raise ValueError(f"{flags}: options of a direct-route preset (*-direct); preset "
                          f"{cfg.preset!r} trains an ANN")
     model_kwargs.update({k: tuple(v) if k == "blocks" else v for k, v in direct.items()})
-    return replace(preset, recipe=recipe, quant=quant, hybrid=hybrid, model_kwargs=model_kwargs)
+    snn_timesteps = preset.snn_timesteps
+    if cfg.levels is not None:
+        if model_kwargs.get("activation") != "qcfs":
+            raise ValueError(f"--levels: preset {cfg.preset!r} has no QCFS activation; "
+                             "expected a *-qcfs-* preset")
+        model_kwargs["levels"] = int(cfg.levels)
+    if cfg.snn_timesteps is not None:
+        if not preset.snn_timesteps:
+            raise ValueError(f"--snn-timesteps: preset {cfg.preset!r} does not train through "
+                             "the B-SNN; expected a *-qcfs-snn preset")
+        snn_timesteps = tuple(int(t) for t in cfg.snn_timesteps)
+    return replace(preset, recipe=recipe, quant=quant, hybrid=hybrid, model_kwargs=model_kwargs,
+                   snn_timesteps=snn_timesteps)
 
 
 POOLED_MODELS = ("vgg15", "vgg15_imagenet", "vgg_small", "vgg_tiny")
@@ -132,7 +148,11 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _init_from(model: torch.nn.Module, path: str, *, name: str, quant: str,
-               model_kwargs: dict[str, Any]) -> None:
+               model_kwargs: dict[str, Any]) -> list[str]:
+    """Load ``path`` into ``model``; returns the QCFS modules whose threshold the file lacks
+    (a ReLU run fine-tuned into QCFS), which start from calibration statistics."""
+    from bsnn_bindsnet.training.qcfs import untrained_thresholds
+
     blob = read_model_file(path)
     if blob["model"] != name:
         raise CheckpointError(f"--init-from {path} holds a {blob['model']!r} model; this run "
@@ -143,8 +163,12 @@ def _init_from(model: torch.nn.Module, path: str, *, name: str, quant: str,
             raise CheckpointError(f"--init-from {path} was trained with {key}={saved!r}; this "
                                   f"run uses {key}={model_kwargs[key]!r} (pass the same --pool)")
     # FP -> BWN: identical keys (binary layers keep real proxies in .weight). FP -> XNOR adds
-    # batch-norm layers, which start fresh.
-    load_state_checked(model, blob["state_dict"], source=path, strict=quant != "xnor")
+    # batch-norm layers, which start fresh. ReLU -> QCFS adds the thresholds lambda.
+    fresh = untrained_thresholds(model, blob["state_dict"])
+    state = {**{f"{n}.lam": model.get_submodule(n).lam.detach() for n in fresh},
+             **blob["state_dict"]}
+    load_state_checked(model, state, source=path, strict=quant != "xnor")
+    return fresh
 
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
@@ -265,14 +289,29 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
         history, start = list(state["history"]), int(state["epoch"])
         saved[0] = start
         log.info("resuming %s after epoch %d", out, start)
-    elif cfg.init_from:
-        _init_from(model, cfg.init_from, name=spec.model, quant=spec.quant,
-                   model_kwargs=model_kwargs)
-    net = model
+    fresh_thresholds: list[str] = []
+    if not resume and cfg.init_from:
+        fresh_thresholds = _init_from(model, cfg.init_from, name=spec.model, quant=spec.quant,
+                                      model_kwargs=model_kwargs)
+    if fresh_thresholds:
+        from bsnn_bindsnet.training.qcfs import INIT_PERCENTILE, init_thresholds
+
+        calib = load_dataset(spec.dataset, "calib", data_root=cfg.data_root,
+                             download=cfg.download)
+        lams = init_thresholds(model, fresh_thresholds, calib, device=device)
+        log.info("QCFS thresholds from the %g-th percentile of the ReLU activations: %s",
+                 INIT_PERCENTILE, lams)
+    trained = model  # what the optimizer steps: the ANN, or its unrolled B-SNN (same weights)
+    if spec.snn_timesteps:
+        from bsnn_bindsnet.unrolled import unroll
+
+        trained = unroll(model, spec.snn_timesteps)
+    net = trained
     if size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        net = DistributedDataParallel(trained,
+                                      device_ids=[device] if device.type == "cuda" else None)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json({**asdict(cfg), "resolved": asdict(spec), "processes": size},
@@ -303,7 +342,7 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
         t0 = time.perf_counter()
         tr = train_one_epoch(net, batches, optimizer, device=device, on_batch=callback)
         t1 = time.perf_counter()
-        te = evaluate(model, test_loader, device=device)
+        te = evaluate(trained, test_loader, device=device)  # the B-SNN at T[0] if unrolled
         loss_sum, correct, n = all_sum([tr.loss * tr.n, tr.acc * tr.n, tr.n])
         row = {"epoch": epoch + 1, "lr": lr, "weight_decay": wd, "train_loss": loss_sum / n,
                "train_acc": correct / n, "test_loss": te.loss, "test_acc": te.acc,

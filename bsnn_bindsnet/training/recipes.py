@@ -85,6 +85,9 @@ class Preset:
         hybrid: The run binarizes a full-precision checkpoint (``--init-from`` is required).
         route: ``"ann"`` (train an ANN to convert) or ``"direct"`` (train the B-SNN itself
             with surrogate gradients, :mod:`bsnn_bindsnet.direct`).
+        snn_timesteps: Train a QCFS ANN through its unrolled B-SNN
+            (:func:`bsnn_bindsnet.unrolled.unroll`) at these latencies (each batch draws
+            one; the test accuracy is the B-SNN's at the first); empty: train the ANN.
     """
 
     dataset: str
@@ -95,6 +98,7 @@ class Preset:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     route: str = "ann"
+    snn_timesteps: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,11 @@ class PresetFamily:
         direct: Recipe of ``PREFIX-direct`` (``None``: no direct preset).
         direct_kwargs: ``model_kwargs`` of the direct preset (``direct_bsnn``).
         direct_description: Its description.
+        snn: Recipe of ``PREFIX-qcfs-snn`` (fine-tuning a QCFS BWN through its B-SNN;
+            ``None``: no QCFS presets). ``PREFIX-qcfs-fp`` and ``PREFIX-qcfs-bwn`` use ``fp``
+            and ``bwn``.
+        levels: Default QCFS levels :math:`L` (``--levels``).
+        snn_timesteps: Latencies of ``PREFIX-qcfs-snn`` (``--snn-timesteps``).
     """
 
     model: str
@@ -121,6 +130,9 @@ class PresetFamily:
     direct: Recipe | None = None
     direct_kwargs: dict[str, Any] = field(default_factory=dict)
     direct_description: str = ""
+    snn: Recipe | None = None
+    levels: int = 4
+    snn_timesteps: tuple[int, ...] = (2, 4)
 
 
 def family_presets(prefix: str, dataset: str, family: PresetFamily) -> dict[str, Preset]:
@@ -136,6 +148,23 @@ def family_presets(prefix: str, dataset: str, family: PresetFamily) -> dict[str,
         f"{prefix}-xnor": Preset(dataset, model, "xnor", family.scratch,
                                  description="XNOR-Net baseline, binary activations (Fig. 3)"),
     }
+    if family.snn is not None:
+        qcfs = {"activation": "qcfs", "levels": family.levels}
+        presets.update({
+            f"{prefix}-qcfs-fp": Preset(
+                dataset, model, "fp", family.fp, model_kwargs=dict(qcfs),
+                description=f"full precision with QCFS activations, L={family.levels} "
+                            "(--levels; low-latency conversion, theta = lambda)"),
+            f"{prefix}-qcfs-bwn": Preset(
+                dataset, model, "bwn", family.bwn, hybrid=True, model_kwargs=dict(qcfs),
+                description=f"hybrid QCFS BWN: binarize a {prefix}-qcfs-fp checkpoint (or "
+                            "fine-tune a ReLU run: --init-from, thresholds from p99.9)"),
+            f"{prefix}-qcfs-snn": Preset(
+                dataset, model, "bwn", family.snn, hybrid=True, model_kwargs=dict(qcfs),
+                snn_timesteps=family.snn_timesteps,
+                description="fine-tune a QCFS BWN through its B-SNN at T="
+                            f"{','.join(map(str, family.snn_timesteps))} (--snn-timesteps)"),
+        })
     if family.direct is not None:
         presets[f"{prefix}-direct"] = Preset(dataset, "direct_bsnn", "bwn", family.direct,
                                              route="direct",
@@ -167,10 +196,16 @@ _DIGITS_SCRATCH = Recipe("adam", 2e-3, 64, 15, weight_decay=5e-4, wd_off_epoch=6
 _DIRECT_CIFAR = Recipe("adam", 1e-3, 64, 100, weight_decay=0.0, milestones=(51, 76))
 _DIRECT_FMNIST = Recipe("adam", 1e-3, 128, 12, weight_decay=0.0, milestones=(8, 11))
 _DIRECT_DIGITS = Recipe("adam", 2e-3, 64, 8, weight_decay=0.0, milestones=(6,))
+# Fine-tuning a QCFS BWN through its unrolled B-SNN (ours, issue 14): a few epochs of Adam at a
+# small learning rate, no weight decay.
+_SNN_TUNE = Recipe("adam", 1e-4, 128, 2)
+_SNN_TUNE_DIGITS = Recipe("adam", 5e-4, 64, 4)
+_SNN_TUNE_CIFAR = Recipe("adam", 1e-4, 128, 10)
 
 FAMILIES: dict[str, PresetFamily] = {
     "cifar100": PresetFamily(
         "vgg15", _CIFAR_FP, _CIFAR_BWN, _CIFAR_BWN, "paper, GPU", direct=_DIRECT_CIFAR,
+        snn=_SNN_TUNE_CIFAR,
         direct_kwargs={"blocks": VGG11_RESIDUAL, "residual_factor": 1.0},
         direct_description="XNOR-BSNN, VGG-11 residual schedule, f=1, T=8 (paper setting; "
                            "widths 128/256 so that residuals add, GPU)"),
@@ -178,13 +213,14 @@ FAMILIES: dict[str, PresetFamily] = {
                              "paper, GPU"),
     "fmnist": PresetFamily(
         "vgg_small", _FMNIST_FP, _FMNIST_BWN, _FMNIST_SCRATCH, "CPU", direct=_DIRECT_FMNIST,
+        snn=_SNN_TUNE,
         direct_kwargs={"blocks": FMNIST_RESIDUAL, "coding": "poisson-intensity",
                        "residual_factor": 1.0},
         direct_description="XNOR-BSNN, 7 blocks with residual inputs, T=8, intensity-coded "
                            "input (CPU)"),
     "digits": PresetFamily(
         "vgg_tiny", _DIGITS_FP, _DIGITS_BWN, _DIGITS_SCRATCH, "CPU, seconds",
-        direct=_DIRECT_DIGITS,
+        direct=_DIRECT_DIGITS, snn=_SNN_TUNE_DIGITS,
         direct_kwargs={"blocks": DIGITS_RESIDUAL, "coding": "poisson-intensity",
                        "residual_factor": 1.0},
         direct_description="XNOR-BSNN, tiny, T=8 (seconds)"),
