@@ -17,7 +17,7 @@ BindsNET layer of a registered strategy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+
 from typing import Any
 
 import torch

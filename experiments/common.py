@@ -1,5 +1,6 @@
 """Helpers shared by the experiment scripts: dataset -> preset prefix (from the dataset
-registry), the trained runs, epoch lines, JSON and figure output, #OPS to reach an accuracy."""
+registry), the trained runs, epoch lines, JSON and figure output, #OPS to reach an accuracy,
+the Table 1/2 printout."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bsnn_bindsnet.analysis.stats import format_accuracy
 from bsnn_bindsnet.checkpoint import atomic_write_json
 from bsnn_bindsnet.data import dataset_info
 
@@ -87,3 +89,45 @@ def trained_models(dataset: str, runs_dir: Path, *, smoke: bool = False) -> dict
         fit(RunConfig(preset=f"{prefix}-{mode}", out_dir=str(paths[mode].parent), epochs=4,
                       init_from=init, progress=False), overwrite=True)
     return paths
+
+
+# ------------------------------------------------------------------ Tables 1 and 2
+
+
+def _t_ref(r: dict) -> str:
+    return str(r["t_ref"]) if r["reference"] == "ANN" else f"never (best: {r['t_ref']})"
+
+
+def _exit_cells(r: dict, n: int) -> str:
+    """``#OPS with early exit | early-exit accuracy | mean exit T`` (or "no saving")."""
+    if r["no_saving"]:
+        return f"{r['ops_with_exit']:.3f} (no saving) | {format_accuracy(r['exit_accuracy'], n)} " \
+               f"| {r['mean_exit']:.2f} = T_ref |"
+    return (f"{r['ops_with_exit']:.3f} | {format_accuracy(r['exit_accuracy'], n)} | "
+            f"{r['mean_exit']:.2f} (-{100 * r['timestep_saving']:.1f} %) |")
+
+
+def print_table(rows: dict, setup: Any, n: int | None = None) -> None:
+    """Print the table scored on ``n`` test images (the protocol: see ``experiments.table1``)."""
+    first = next(iter(rows.values()))
+    n = n or first["n_test"]
+    print(f"\n{setup.dataset}, {n} test samples, SIF, v(0)=theta/2, "
+          f"{setup.percentile}th percentile, T_max={setup.timesteps}; T_ref and the early-exit "
+          f"threshold chosen on {first['n_calib']} calibration images (training set), scored "
+          "on test; accuracies in % [95 % interval]\n")
+    print("| network | ANN (%) | at T_max (%) | T_ref (calib) | accuracy there (%) | "
+          "#OPS there | #OPS with early exit | early-exit accuracy (%) | mean exit T |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, r in rows.items():
+        print(f"| {label} | {format_accuracy(r['ann'], n)} | "
+              f"{format_accuracy(r['final_accuracy'], n)} | {_t_ref(r)} | "
+              f"{format_accuracy(r['accuracy_at_t_ref'], n)} | {r['ops_at_t_ref']:.3f} | "
+              + _exit_cells(r, n))
+    print("\nfor comparison only, both chosen on the test set itself (optimistic):\n")
+    print("| network | T_ref (test) | accuracy there (%) | #OPS there | #OPS with early exit | "
+          "early-exit accuracy (%) | mean exit T |")
+    print("|---|---|---|---|---|---|---|")
+    for label, r in rows.items():
+        t = r["selected_on_test"]
+        print(f"| {label} | {_t_ref(t)} | {format_accuracy(t['accuracy_at_t_ref'], n)} | "
+              f"{t['ops_at_t_ref']:.3f} | " + _exit_cells(t, n))

@@ -138,7 +138,7 @@ def zoo_part(cfg: Config) -> dict | None:
         calib = load_dataset(entry.dataset, "calib", calib_size=calib_size)
         test = Subset(load_dataset(entry.dataset, "test"), range(n_test))
     except DatasetNotFoundError:
-        print(f"\nPart 2 (pretrained B-SNN on real images) needs Fashion-MNIST, which is not "
+        print("\nPart 2 (pretrained B-SNN on real images) needs Fashion-MNIST, which is not "
               "installed.\nInstall it with `apt-get install dataset-fashion-mnist` (Debian/"
               "Ubuntu), then run `make demo` again.")
         return None

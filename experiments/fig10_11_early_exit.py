@@ -36,8 +36,7 @@ from dataclasses import asdict, dataclass
 from bsnn_bindsnet.analysis.stats import format_accuracy
 from experiments.common import pyplot, savefig, trained_models, write_results
 from experiments.harness import (Setup, add_selection_argument, add_setup_arguments,
-                                 ann_accuracy, early_exit_study, load_data, selection_data,
-                                 setup_from, simulate_curve)
+                                 converted_early_exit, load_data, setup_from)
 
 
 @dataclass(frozen=True)
@@ -131,26 +130,18 @@ def _saving(study: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
 
     setup = parse_args(argv)
     paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
     model = load_model(paths[setup.model])
-    calib, test = load_data(setup)
-    select = selection_data(calib, setup, setup.select_limit)
-    ann = ann_accuracy(model, test, setup)
-    ann_calib = ann_accuracy(model, select, setup)
-    plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
-                       build=False)
-    _, calib_result = simulate_curve(plan, select, setup, per_sample=True)
-    row, result = simulate_curve(plan, test, setup, per_sample=True)
-    study = early_exit_study(calib_result, result, plan, ann_calib=ann_calib, ann_test=ann,
-                             tolerance=setup.tolerance)
+    _, test = load_data(setup)
+    plan, row, result, study = converted_early_exit(model, setup, setup.select_limit,
+                                                    tolerance=setup.tolerance)
     study.update(measure(plan, test, setup, study, setup.repeats))
     plot(study, setup.out_dir / "fig10_early_exit.png", setup.out_dir / "fig11_exit_histogram.png")
     write_results(setup.out_dir, asdict(setup),
                   {"curve": row, "early_exit": study})
-    n, c, m = len(test), study["calib"], study["n_calib"]
+    n, c, m, ann = len(test), study["calib"], study["n_calib"], study["ann"]
     print(f"\n{setup.dataset} {setup.model}, SIF, v(0)=theta/2; chosen on {m} "
           f"calibration images (training set), scored on {n} test images; accuracies in % "
           "[95 % interval]\n")

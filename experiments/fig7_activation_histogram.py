@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from experiments.common import pyplot, savefig, trained_models, write_results
 from experiments.harness import Setup, add_setup_arguments, load_data, setup_dict, setup_from

@@ -246,6 +246,43 @@ def early_exit_study(calib_result: Any, test_result: Any, plan: Any, *, ann_cali
             "sweep": test_sweep}
 
 
+def converted_early_exit(model: Any, setup: Setup, select_limit: int | None, *,
+                         tolerance: float, reference_tolerance: float | None = None
+                         ) -> tuple[Any, dict, Any, dict]:
+    """Convert ``model`` (percentile thresholds on the calibration split), simulate it on the
+    selection images and on test with per-sample traces, and run :func:`early_exit_study`.
+
+    Returns:
+        ``(plan, test_row, test_result, study)``.
+    """
+    from bsnn_bindsnet.convert import ann_to_bsnn
+
+    calib, test = load_data(setup)
+    select = selection_data(calib, setup, select_limit)
+    ann = ann_accuracy(model, test, setup)
+    ann_calib = ann_accuracy(model, select, setup)
+    plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
+                       build=False)
+    _, calib_result = simulate_curve(plan, select, setup, per_sample=True)
+    row, result = simulate_curve(plan, test, setup, per_sample=True)
+    study = early_exit_study(calib_result, result, plan, ann_calib=ann_calib, ann_test=ann,
+                             tolerance=tolerance, reference_tolerance=reference_tolerance)
+    return plan, row, result, study
+
+
+def run_table(setup: TableSetup) -> dict:
+    """Tables 1 and 2: the rows, written to ``results.json`` and printed."""
+    from dataclasses import asdict
+
+    from experiments.common import print_table, write_results
+
+    rows = table_rows(setup)
+    write_results(setup.out_dir, asdict(setup), rows)
+    print_table(rows, setup)
+    print(f"\nresults: {setup.out_dir}/results.json")
+    return rows
+
+
 def early_exit_sweep_rows(result: Any, t_ref: int, runs: Any) -> list[dict]:
     """The thresholds of ``runs`` evaluated on ``result``'s traces, capped at ``t_ref``."""
     from bsnn_bindsnet.analysis.early_exit import sweep
@@ -312,22 +349,15 @@ def parse_table_args(argv: Sequence[str] | None, doc: str | None, *, dataset: st
 def table_rows(setup: TableSetup) -> dict:
     """SNN and B-SNN rows: ANN and final accuracy, and the early-exit study at T_ref."""
     from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
 
     paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
-    calib, test = load_data(setup)
-    select = selection_data(calib, setup, setup.select_limit)
     rows = {}
     for kind, label in NETWORKS.items():
         model = load_model(paths[kind])
-        ann = ann_accuracy(model, test, setup)
-        ann_calib = ann_accuracy(model, select, setup)
-        plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
-                           build=False)
-        _, calib_result = simulate_curve(plan, select, setup, per_sample=True)
-        row, result = simulate_curve(plan, test, setup, per_sample=True)
-        study = early_exit_study(calib_result, result, plan, ann_calib=ann_calib, ann_test=ann,
-                                 tolerance=setup.tolerance, reference_tolerance=setup.within)
+        plan, row, result, study = converted_early_exit(
+            model, setup, setup.select_limit, tolerance=setup.tolerance,
+            reference_tolerance=setup.within)
+        ann = study["ann"]
         rows[label] = {"final_accuracy": row["final_accuracy"],
                        "final_accuracy_interval": accuracy_interval(row["final_accuracy"],
                                                                     result.n),
@@ -337,42 +367,3 @@ def table_rows(setup: TableSetup) -> dict:
                        "calib": {k: v for k, v in study["calib"].items() if k != "sweep"}}
         print(f"{label}: {100 * row['final_accuracy']:.2f} % at T={setup.timesteps}", flush=True)
     return rows
-
-
-def _t_ref(r: dict) -> str:
-    return str(r["t_ref"]) if r["reference"] == "ANN" else f"never (best: {r['t_ref']})"
-
-
-def _exit_cells(r: dict, n: int) -> str:
-    """``#OPS with early exit | early-exit accuracy | mean exit T`` (or "no saving")."""
-    if r["no_saving"]:
-        return f"{r['ops_with_exit']:.3f} (no saving) | {format_accuracy(r['exit_accuracy'], n)} " \
-               f"| {r['mean_exit']:.2f} = T_ref |"
-    return (f"{r['ops_with_exit']:.3f} | {format_accuracy(r['exit_accuracy'], n)} | "
-            f"{r['mean_exit']:.2f} (-{100 * r['timestep_saving']:.1f} %) |")
-
-
-def print_table(rows: dict, setup: Setup, n: int | None = None) -> None:
-    """Print the table scored on ``n`` test images (the protocol: see ``experiments.table1``)."""
-    first = next(iter(rows.values()))
-    n = n or first["n_test"]
-    print(f"\n{setup.dataset}, {n} test samples, SIF, v(0)=theta/2, "
-          f"{setup.percentile}th percentile, T_max={setup.timesteps}; T_ref and the early-exit "
-          f"threshold chosen on {first['n_calib']} calibration images (training set), scored "
-          "on test; accuracies in % [95 % interval]\n")
-    print("| network | ANN (%) | at T_max (%) | T_ref (calib) | accuracy there (%) | "
-          "#OPS there | #OPS with early exit | early-exit accuracy (%) | mean exit T |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, r in rows.items():
-        print(f"| {label} | {format_accuracy(r['ann'], n)} | "
-              f"{format_accuracy(r['final_accuracy'], n)} | {_t_ref(r)} | "
-              f"{format_accuracy(r['accuracy_at_t_ref'], n)} | {r['ops_at_t_ref']:.3f} | "
-              + _exit_cells(r, n))
-    print("\nfor comparison only, both chosen on the test set itself (optimistic):\n")
-    print("| network | T_ref (test) | accuracy there (%) | #OPS there | #OPS with early exit | "
-          "early-exit accuracy (%) | mean exit T |")
-    print("|---|---|---|---|---|---|---|")
-    for label, r in rows.items():
-        t = r["selected_on_test"]
-        print(f"| {label} | {_t_ref(t)} | {format_accuracy(t['accuracy_at_t_ref'], n)} | "
-              f"{t['ops_at_t_ref']:.3f} | " + _exit_cells(t, n))

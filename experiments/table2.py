@@ -9,10 +9,7 @@ calibration images). Needs a GPU and the ImageNet folders.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
-
-from experiments.common import write_results
-from experiments.harness import TableSetup, parse_table_args, print_table, table_rows
+from experiments.harness import TableSetup, parse_table_args, run_table
 
 Config = TableSetup  # the frozen setup of this experiment (shared with experiments.table1)
 
@@ -23,12 +20,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_args(argv)
-    rows = table_rows(cfg)
-    write_results(cfg.out_dir, asdict(cfg), rows)
-    print_table(rows, cfg)
-    print(f"\nresults: {cfg.out_dir}/results.json")
-    return rows
+    return run_table(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -189,3 +189,11 @@ def test_fine_tuning_a_relu_run_into_qcfs_starts_lambda_at_the_percentile(tmp_pa
     with torch.no_grad():
         acc = float((unroll(tuned, 2).eval()(x).argmax(1) == y).double().mean())
     assert history[-1]["test_acc"] == pytest.approx(acc)
+
+
+@pytest.mark.parametrize("name", ["vgg_tiny", "vgg_small", "mlp", "vgg15"])
+def test_qcfs_models_trace_with_torch_fx(name):
+    model = get_model(name, quant="bwn", activation="qcfs", levels=4).eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.rand(2, *model.input_shape)
+    torch.testing.assert_close(traced(x), model(x))
