@@ -114,3 +114,17 @@ def test_no_experiment_imports_another_experiment_or_the_cli():
         if bad:
             offenders[name] = sorted(bad)
     assert offenders == {}
+
+
+def test_every_experiment_has_the_one_skeleton():
+    """A frozen ``Config``, ``parse_args(argv) -> Config`` and ``main(argv)`` per experiment."""
+    import dataclasses
+    import importlib
+
+    for name in _modules("experiments"):
+        if name in ("experiments", "experiments.common", "experiments.harness"):
+            continue
+        module = importlib.import_module(name)
+        assert callable(module.parse_args) and callable(module.main), name
+        assert dataclasses.is_dataclass(module.Config), name
+        assert module.Config.__dataclass_params__.frozen, name
