@@ -232,7 +232,10 @@ def ann_to_bsnn(model: nn.Module, calibration: Any = None, *,
                           "calibration_samples": (None if calibration is None
                                                   else num_samples(calibration)),
                           "bias_rescaled": True, "maxpool_after": maxpool_after,
-                          "relay_layers": [l.name for l in layers if l.name in relays]})
+                          "relay_layers": [l.name for l in layers if l.name in relays],
+                          # lambda set by the ANN (QCFS): no percentile statistics there
+                          "fixed_lambda_layers": [l.name for l in layers
+                                                  if l.fixed_lambda is not None]})
     if not build:
         return plan
     from bsnn_bindsnet.network import build_network

@@ -130,6 +130,7 @@ def test_converted_counts_equal_the_ann_at_T_equal_L_without_calibration():
     plan = ann_to_bsnn(model, None, build=False)
     assert plan.layers[0].thresh == pytest.approx(0.3)  # theta = lambda, no statistics
     assert plan.info["calibration_samples"] is None
+    assert plan.info["fixed_lambda_layers"] == ["relu_fc1"]
     net = ann_to_bsnn(model, None)
     for i in range(len(x)):  # per sample: counts of relu_fc1 = L h(z) / lambda
         r = simulate(net, (x[i:i + 1], torch.zeros(1, dtype=torch.long)), levels,
@@ -172,7 +173,7 @@ def test_fine_tuning_a_relu_run_into_qcfs_starts_lambda_at_the_percentile(tmp_pa
     fit(RunConfig("digits-qcfs-bwn", str(out), init_from=str(zoo.materialize("digits-bwn")),
                   levels=2, epochs=1, lr=1e-9, train_subset=64, progress=False))
     model = load_model(out / "model.pt")
-    got = {n: float(m.lam) for n, m in model.named_children() if isinstance(m, QCFS)}
+    got = {n: float(m.lam.detach()) for n, m in model.named_children() if isinstance(m, QCFS)}
     assert list(got) == names
     for n in names:
         assert got[n] == pytest.approx(expected[n], rel=1e-4)
