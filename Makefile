@@ -13,8 +13,8 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,peers]'
-	$(PY) -m pip install --quiet --no-deps -c constraints.txt spikingjelly==2.0.0
 	$(PY) -m pip install --quiet -c constraints.txt loguru requests
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt spikingjelly==2.0.0
 	touch $(STAMP)
 
 demo: $(STAMP)
