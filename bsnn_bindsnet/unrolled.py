@@ -71,7 +71,7 @@ class SpikingQCFS(nn.Module):
 
     def __init__(self, qcfs: QCFS, timesteps: int) -> None:
         super().__init__()
-        self.lam, self.shift, self.levels = qcfs.lam, qcfs.shift, qcfs.levels
+        self.lam, self.shift = qcfs.lam, qcfs.shift
         self.timesteps = int(timesteps)
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102
