@@ -9,8 +9,8 @@ of ``--repeats``. The ratio is what the issue's aim bounds (≤ 4).
     python -m benchmarks.latency_to_accuracy --reference zoo:fmnist-bwn \\
         --model relu=zoo:fmnist-bwn --model qcfs-L2-snn=runs/fmnist-qcfs-snn-L2/model.pt
 
-A ``relu`` model is converted with percentile thresholds (``--percentile``, calibration split),
-any other with θ = λ (QCFS). Never time this while anything else runs on the machine.
+ReLU layers get percentile thresholds (``--percentile``, calibration split), QCFS layers
+θ = λ (no statistics: the converter takes calibration data only where a layer needs it). Never time this while anything else runs on the machine.
 """
 
 from __future__ import annotations
@@ -22,16 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-
-
-def _load(spec: str):
-    if spec.startswith("zoo:"):
-        from bsnn_bindsnet import zoo
-
-        return zoo.load(spec[4:])
-    from bsnn_bindsnet.checkpoint import load_model
-
-    return load_model(spec).eval()
 
 
 def _ann_pass(model, x: torch.Tensor, batch_size: int) -> float:
@@ -63,12 +53,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.data import load_dataset
     from bsnn_bindsnet.network import build_network
     from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.zoo import load_spec
 
     test = load_dataset(args.dataset, "test")
     n = min(args.limit, len(test)) if args.limit else len(test)
     x = torch.stack([test[i][0] for i in range(n)])
     y = torch.tensor([int(test[i][1]) for i in range(n)])
-    reference = _load(args.reference)
+    reference = load_spec(args.reference)
+    calib = load_dataset(args.dataset, "calib")
     with torch.inference_mode():
         ref_acc = float(torch.cat([reference(xb).argmax(1) for xb in x.split(256)]).eq(y)
                         .double().mean())
@@ -77,10 +69,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
            "threads": torch.get_num_threads(), "batch_size": args.batch_size, "models": {}}
     for spec in args.model:
         name, path = spec.split("=", 1)
-        model = _load(path)
-        calib = load_dataset(args.dataset, "calib") if name == "relu" else None
-        plan = (ann_to_bsnn(model, calib, percentile=args.percentile, build=False)
-                if name == "relu" else ann_to_bsnn(model, None, build=False))
+        plan = ann_to_bsnn(load_spec(path), calib, percentile=args.percentile, build=False)
 
         curve = simulate(build_network(plan), (x, y), args.max_timesteps,
                          batch_size=args.batch_size).accuracy

@@ -65,7 +65,7 @@ from bsnn_bindsnet.zoo_format import ZooError, npz_bytes, pack_state, read_npz, 
 log = logging.getLogger(__name__)
 
 __all__ = ["ZOO_FORMAT", "SUBSET_SIZE", "DATA_DIR", "ZooEntry", "ZooError", "list_models",
-           "entry", "load", "materialize", "pack", "pack_state", "unpack_state",
+           "entry", "load", "load_spec", "materialize", "pack", "pack_state", "unpack_state",
            "measure_accuracy", "default_cache_dir"]
 
 ZOO_FORMAT = "bsnn-bindsnet/zoo-v1"
@@ -169,6 +169,16 @@ def load(name: str) -> nn.Module:
                        f"{e.sha256[:16]}... recorded in {name}.json; reinstall bsnn-bindsnet "
                        "(or pack the entry again)")
     return _build(e.model, e.model_kwargs, unpack_state(read_npz(data), e.layout), str(path))
+
+
+def load_spec(spec: str) -> nn.Module:
+    """``zoo:NAME`` (:func:`load`) or the path of a ``model.pt`` written by ``bsnn train``
+    (:func:`~bsnn_bindsnet.checkpoint.load_model`), in ``eval()`` mode."""
+    if spec.startswith("zoo:"):
+        return load(spec[len("zoo:"):])
+    from bsnn_bindsnet.checkpoint import load_model
+
+    return load_model(spec).eval()
 
 
 def default_cache_dir() -> Path:

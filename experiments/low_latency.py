@@ -75,20 +75,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     return cfg
 
 
-def load(spec: str) -> Any:
-    """A model from a ``model.pt`` path or ``zoo:NAME``."""
-    if spec.startswith("zoo:"):
-        from bsnn_bindsnet import zoo
-
-        return zoo.load(spec[4:])
-    from bsnn_bindsnet.checkpoint import load_model
-
-    return load_model(spec).eval()
-
-
 def smoke_models(out_dir: Path) -> tuple[str, list[str]]:
     """Digits: the zoo ReLU BWN, QCFS-fine-tuned (L = 2) for a few epochs on the spot, and that
     model fine-tuned through its B-SNN at T = 2 (seconds)."""
+    from bsnn_bindsnet import zoo
     from bsnn_bindsnet.training.fit import RunConfig, fit
 
     runs = out_dir / "models"
@@ -96,18 +86,12 @@ def smoke_models(out_dir: Path) -> tuple[str, list[str]]:
     snn = runs / "digits-qcfs-snn"
     common = {"progress": False, "train_subset": 512, "seed": 0}
     if not (qcfs / "model.pt").exists():
-        fit(RunConfig("digits-qcfs-bwn", str(qcfs), init_from=_materialize("digits-bwn"),
+        fit(RunConfig("digits-qcfs-bwn", str(qcfs), init_from=str(zoo.materialize("digits-bwn")),
                       levels=2, epochs=2, **common), overwrite=True)
     if not (snn / "model.pt").exists():
         fit(RunConfig("digits-qcfs-snn", str(snn), init_from=str(qcfs / "model.pt"),
                       epochs=1, **common), overwrite=True)
     return "zoo:digits-bwn", [f"qcfs-L2={qcfs / 'model.pt'}", f"qcfs-L2-snn={snn / 'model.pt'}"]
-
-
-def _materialize(name: str) -> str:
-    from bsnn_bindsnet import zoo
-
-    return str(zoo.materialize(name))
 
 
 def unrolled_agreement(model: Any, test: Any, result: Any, cfg: Config,
@@ -131,7 +115,7 @@ def unrolled_agreement(model: Any, test: Any, result: Any, cfg: Config,
     return out
 
 
-def _row_cells(row: dict, n: int) -> str:
+def _row_cells(row: dict) -> str:
     acc = row["accuracy"]
     return " ".join(f"{100 * acc[t - 1]:6.2f}" if t <= len(acc) else "     -"
                     for t in REPORT_STEPS)
@@ -162,6 +146,7 @@ def run(cfg: Config) -> dict:
     """Simulate every model, the peer, and the early-exit study; return the results."""
     from bsnn_bindsnet.convert import ann_to_bsnn
     from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.zoo import load_spec
 
     relu_spec, qcfs_specs = cfg.relu_model, list(cfg.qcfs)
     if cfg.smoke:
@@ -176,7 +161,7 @@ def run(cfg: Config) -> dict:
     exit_name = cfg.exit_model or (list(models)[-1] if qcfs_specs else None)
     out: dict[str, Any] = {"n": n, "models": {}}
     for name, (spec, mode) in models.items():
-        model = load(spec)
+        model = load_spec(spec)
         ann = ann_accuracy(model, test, cfg)
         plan = (ann_to_bsnn(model, calib, percentile=cfg.percentile, build=False)
                 if mode == "percentile" else ann_to_bsnn(model, None, build=False))
@@ -191,11 +176,11 @@ def run(cfg: Config) -> dict:
         entry["spikingjelly"] = _peer(model, calib, test, cfg, mode, plan)
         out["models"][name] = entry
         print(f"{name:>14} ANN {format_accuracy(ann, n)} % | B-SNN at T = "
-              f"{','.join(map(str, REPORT_STEPS))}: {_row_cells(row, n)}", flush=True)
+              f"{','.join(map(str, REPORT_STEPS))}: {_row_cells(row)}", flush=True)
         if entry["spikingjelly"]:
             peer_ann = format_accuracy(entry["spikingjelly"]["ann_accuracy"], n)
             print(f"{'SpikingJelly':>14} ANN {peer_ann} % | {'':24}"
-                  f"{_row_cells(entry['spikingjelly'], n)}", flush=True)
+                  f"{_row_cells(entry['spikingjelly'])}", flush=True)
         if name == exit_name:
             select = selection_data(calib, cfg, cfg.select_limit)
             calib_result = simulate(ann_to_bsnn(model, None), select, cfg.exit_timesteps,

@@ -160,3 +160,16 @@ def test_demo_zoo_part(tmp_path, capsys):
     assert row["n"] == 64 and len(row["accuracy"]) == 8 and row["sha256"] == zoo.entry(
         ZOO_MODEL).sha256
     assert (tmp_path / "zoo-fmnist-bwn.csv").is_file() and "   8  " in out
+
+
+def test_load_spec_takes_a_zoo_name_or_a_model_file(tmp_path):
+    shipped = zoo.load("digits-bwn")
+    named = zoo.load_spec("zoo:digits-bwn")
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(),
+                                                 named.state_dict().values()))
+    e = zoo.entry("digits-bwn")
+    path = save_model(shipped, tmp_path / "model.pt", name=e.model, model_kwargs=e.model_kwargs)
+    from_file = zoo.load_spec(str(path))
+    assert not from_file.training
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(),
+                                                 from_file.state_dict().values()))
