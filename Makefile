@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-# SpikingJelly 2.0.0 (the ann2snn peer, bsnn_bindsnet.peer_spikingjelly) goes in with --no-deps:
+# SpikingJelly 2.0.0 (the ann2snn peer, bsnn_bindsnet.interop.spikingjelly) goes in with --no-deps:
 # its declared dependencies would replace torch; loguru and requests are the imports it needs
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -70,8 +70,8 @@ class PeakRSS:
 
 
 def build(name: str, batch: int):
-    from bsnn_bindsnet.ann.models import get_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.training.models import get_model
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 
     shape, classes = MODELS[name]
     torch.manual_seed(0)
@@ -85,11 +85,11 @@ def build(name: str, batch: int):
 def cases(model, plan, x, y, T: int) -> dict[str, Callable[[], object]]:
     from bindsnet.network.monitors import Monitor
 
-    from bsnn_bindsnet.convert import INPUT
-    from bsnn_bindsnet.simulate_exit import simulate_early_exit
-    from bsnn_bindsnet.encoding import constant_current
-    from bsnn_bindsnet.network import build_network
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.conversion.convert import INPUT
+    from bsnn_bindsnet.simulation.early_exit import simulate_early_exit
+    from bsnn_bindsnet.snn.encoding import constant_current
+    from bsnn_bindsnet.snn.network import build_network
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     nets = {k: build_network(plan) for k in ("bsnn", "bare", "record", "exit")}
     probe = simulate(build_network(plan), (x, y), T, batch_size=len(x), per_sample=True)

@@ -13,7 +13,7 @@ __all__ = ["__version__", "sign_nonzero"]
 
 def __getattr__(name: str) -> Any:  # PEP 562: lazy re-export
     if name == "sign_nonzero":
-        from bsnn_bindsnet.functional import sign_nonzero
+        from bsnn_bindsnet.snn.functional import sign_nonzero
 
         return sign_nonzero
     raise AttributeError(f"module 'bsnn_bindsnet' has no attribute {name!r}")

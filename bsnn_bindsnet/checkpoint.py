@@ -5,22 +5,30 @@ renamed over the destination (``os.replace`` is atomic on POSIX), so an interrup
 the previous file intact.
 
 A *model file* (``model.pt``) holds ``{"format", "model", "model_kwargs", "state_dict", "meta"}``:
-enough to rebuild the network with :func:`bsnn_bindsnet.training.models.get_model` and load it.
+enough to rebuild the network with :func:`bsnn_bindsnet.training.models.get_model` and load it
+(:func:`bsnn_bindsnet.training.models.load_model`, above the model registry: this module is the
+ground floor and imports nothing of the package).
 
 Integrity: :func:`atomic_save` adds to a saved dict the SHA-256 of each tensor (dtype, shape
 and bytes) and of the rest of each top-level entry (:data:`INTEGRITY_KEY`);
 :func:`safe_torch_load` recomputes them and refuses a file whose content changed since it was
-written, naming the entry, and any file holding NaN/inf in a floating-point tensor. Files
-written before the hash was recorded load with a logged note that they are unchecked.
+written, naming the entry, and any file holding NaN/inf in a floating-point tensor.
+Integrity is decided by format version: only the formats of files that may have been written
+before hashes were recorded (:data:`UNHASHED_FORMATS`) load without one, with a logged note; a
+file of a newer format (``ann-model-v2``, ``train-checkpoint-v2``) whose record was removed is
+refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import uuid
+import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +38,13 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = "bsnn-bindsnet/ann-model-v1"
+MODEL_FORMAT = "bsnn-bindsnet/ann-model-v2"  # v2: always written with content hashes
+MODEL_FORMATS = ("bsnn-bindsnet/ann-model-v1", MODEL_FORMAT)
+MODEL_KEYS = {"model": str, "model_kwargs": dict, "state_dict": dict, "meta": dict}
+# Formats whose files may predate content hashes (issue 12): the only ones that load without
+# an integrity record. Every later version of a bsnn-bindsnet format is always hashed.
+UNHASHED_FORMATS = frozenset({"bsnn-bindsnet/ann-model-v1", "bsnn-bindsnet/train-checkpoint-v1",
+                              "bsnn-bindsnet/bsnn-plan-v1"})
 INTEGRITY_KEY = "_integrity"
 INTEGRITY_ALGORITHM = "sha256-v1"
 _UNCHECKED_NOTED: set[str] = set()
@@ -117,11 +131,15 @@ def _check_content(blob: dict[str, Any], path: str | os.PathLike) -> None:
     """Refuse a file whose recorded hashes do not match, or that holds non-finite floats."""
     record = blob.pop(INTEGRITY_KEY, None)
     if record is None:
-        ours = str(blob.get("format", "")).startswith("bsnn-bindsnet/")
-        if ours and str(path) not in _UNCHECKED_NOTED:
+        fmt = str(blob.get("format", ""))
+        if fmt.startswith("bsnn-bindsnet/") and fmt not in UNHASHED_FORMATS:
+            raise CheckpointError(f"{path} is damaged: its integrity record was removed (format "
+                                  f"{fmt!r} is always written with one); restore the file or "
+                                  "write it again")
+        if fmt in UNHASHED_FORMATS and str(path) not in _UNCHECKED_NOTED:
             _UNCHECKED_NOTED.add(str(path))
-            log.warning("%s records no content hash (written before integrity checks); "
-                        "loaded unchecked", path)
+            log.warning("%s records no content hash (format %s, which may predate integrity "
+                        "checks); loaded unchecked", path, fmt)
     else:
         expected = record.get("entries") if isinstance(record, Mapping) else None
         if not isinstance(expected, Mapping) or record.get("algorithm") != INTEGRITY_ALGORITHM:
@@ -196,9 +214,19 @@ def _unreadable_reason(path: str | os.PathLike, err: Exception) -> str:
     # torch.save writes a zip archive (PK..); files of torch < 1.6 begin with a pickle (0x80)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         return f"not a file written by torch.save (it begins {head!r})"
+    names = None
+    if head.startswith(b"PK"):  # torch.save's zip holds <name>/data.pkl
+        with contextlib.suppress(zipfile.BadZipFile, OSError):  # damaged: torch says why
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        if names is not None and not any(n.endswith("data.pkl") for n in names):
+            shown = ", ".join(repr(n) for n in names[:3]) + (" ..." if len(names) > 3 else "")
+            return (f"a zip archive, but not one written by torch.save (no data.pkl; it holds "
+                    f"{shown or 'nothing'})")
     text = str(err)
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0]
+    text = re.sub(r"^\s*\[enforce fail at [^\]]*\]\s*\.?\s*", "", text)  # C++ location only
     first = " ".join(text.split()).split(". ")[0][:200] or "no details"  # its first sentence
     return f"{type(err).__name__}: {first}"
 
@@ -226,33 +254,21 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"no model file at {path} (expected a model.pt written by "
                                 "`bsnn train`)")
     blob = safe_torch_load(path, what="a bsnn-bindsnet model file")
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
+    if not isinstance(blob, dict) or blob.get("format") not in MODEL_FORMATS:
         raise CheckpointError(f"{path} is not a bsnn-bindsnet model file (expected format "
                               f"{MODEL_FORMAT!r}; training checkpoints are in checkpoint.pt, "
                               "the model file beside it is model.pt)")
+    require_keys(blob, MODEL_KEYS, path, "a model file written by `bsnn train`")
     return blob
 
 
-def _legacy_kwargs(blob: Mapping[str, Any]) -> dict[str, Any]:
-    """The saved kwargs, completed with the values that older files relied on as defaults.
-
-    Direct-route models saved before ``residual_factor`` was recorded were built with the
-    then-default ``f = 0.5``; the default is now the paper's ``f = 1``, so such a file states
-    its ``f`` here instead of silently changing meaning.
-    """
-    kwargs = dict(blob["model_kwargs"])
-    if blob["model"] == "direct_bsnn" and "residual_factor" not in kwargs:
-        from bsnn_bindsnet.direct.model import LEGACY_RESIDUAL_FACTOR
-
-        kwargs["residual_factor"] = LEGACY_RESIDUAL_FACTOR
-    return kwargs
-
-
-def load_model(path: str | os.PathLike, **overrides: Any) -> nn.Module:
-    """Rebuild and load the model saved at ``path``; ``overrides`` replace saved kwargs."""
-    from bsnn_bindsnet.training.models import get_model
-
-    blob = read_model_file(path)
-    model = get_model(blob["model"], **{**_legacy_kwargs(blob), **overrides})
-    load_state_checked(model, blob["state_dict"], source=str(path))
-    return model
+def require_keys(blob: Mapping[str, Any], keys: Mapping[str, type], path: str | os.PathLike,
+                 expected: str) -> None:
+    """Every key of ``keys`` is in ``blob`` with a value of its type; else one
+    :class:`CheckpointError` naming the file, the missing or wrong entries and ``expected``."""
+    missing = [k for k in keys if k not in blob]
+    wrong = [f"{k} is a {type(blob[k]).__name__}, expected a {t.__name__}"
+             for k, t in keys.items() if k in blob and not isinstance(blob[k], t)]
+    if missing or wrong:
+        what = (["no " + ", ".join(missing)] if missing else []) + wrong
+        raise CheckpointError(f"{path} is incomplete: {'; '.join(what)} (expected {expected})")

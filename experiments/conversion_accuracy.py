@@ -3,7 +3,7 @@ subtractive-reset (SIF) and reset-to-zero (RIF) IF neurons, accuracy after every
 sweep of threshold choices (percentile, v(0) = 0 or theta/2) at a short latency.
 
 The sweep is a table of test accuracies for every percentile and v(0): no selection is made
-(it names no "best" percentile; a choice must be made on the calibration split, as
+(it names no "best" percentile; a choice must be made on the held-out val split, as
 ``experiments.fig8_percentile`` does). Accuracies measured on fewer than 10,000 test images
 carry their 95 % Wilson interval, in the tables and (``*_interval``) in results.json.
 
@@ -93,7 +93,7 @@ def _sweep(cfg: Config) -> tuple[float, ...]:
 def _simulate(plan, test, cfg: Config, timesteps: int, *, reset: str,
               v_init: str = "zero") -> dict:
     """Simulate ``plan`` with the given neuron reset and v(0); #OPS at the report steps."""
-    from bsnn_bindsnet.report import REPORT_STEPS
+    from bsnn_bindsnet.simulation.report import REPORT_STEPS
 
     row, _ = simulate_curve(plan, test, cfg.setup(timesteps), reset=reset, v_init=v_init)
     row["normalized_ops"] = {t: row["normalized_ops"][t - 1] for t in REPORT_STEPS
@@ -102,9 +102,9 @@ def _simulate(plan, test, cfg: Config, timesteps: int, *, reset: str,
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.report import (accuracy_table, ops_table, plot_accuracy,
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.simulation.report import (accuracy_table, ops_table, plot_accuracy,
                                       write_accuracy_csv)
 
     cfg = parse_args(argv)

@@ -91,10 +91,10 @@ def convert_and_simulate(cfg: Config, ann: dict[str, dict]) -> dict[str, dict]:
     """Convert each trained model and simulate it on the test set."""
     from torch.utils.data import Subset
 
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.data import load_dataset
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.data.registry import load_dataset
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     calib = load_dataset("digits", "calib")
     test = load_dataset("digits", "test")
@@ -124,10 +124,10 @@ def zoo_part(cfg: Config) -> dict | None:
 
     from bsnn_bindsnet import zoo
     from bsnn_bindsnet.analysis.stats import format_accuracy
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.data import DatasetNotFoundError, load_dataset
-    from bsnn_bindsnet.report import write_accuracy_csv
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.data.registry import DatasetNotFoundError, load_dataset
+    from bsnn_bindsnet.simulation.report import write_accuracy_csv
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     if ZOO_MODEL not in {e.name for e in zoo.list_models()}:
         print(f"\nPart 2 skipped: this installation's model zoo has no {ZOO_MODEL} entry")
@@ -166,7 +166,7 @@ def zoo_part(cfg: Config) -> dict | None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    from bsnn_bindsnet.report import accuracy_table, plot_accuracy, write_accuracy_csv
+    from bsnn_bindsnet.simulation.report import accuracy_table, plot_accuracy, write_accuracy_csv
 
     cfg = parse_args(argv)
     repeatable(cfg.threads)

@@ -1,18 +1,18 @@
 """Figs. 10 and 11: early exit on the readout's confidence (its max membrane potential).
 
-Simulates the B-SNN to ``T_max`` keeping per-sample traces, on calibration images (for the
+Simulates the B-SNN to ``T_max`` keeping per-sample traces, on validation images (for the
 selection) and on test images (for the scores), then evaluates every confidence threshold
 offline (accuracy and mean exit step vs threshold: Fig. 10; histogram of exit steps at the
 chosen threshold: Fig. 11).
 
-Selection protocol: everything is chosen on the calibration split (a fixed subset of the
-*training* set; the first ``--select-limit`` images of it) and scored on the test split.
-``T_ref`` is the fixed latency at which the calibration run first comes within 0.1 points
-(``--tolerance``) of the ANN's calibration accuracy. Every sample exits at the first step
+Selection protocol: everything is chosen on the val split (training-set images held out
+from training; the first ``--select-limit`` images of it) and scored on the test split.
+``T_ref`` is the fixed latency at which the validation run first comes within 0.1 points
+(``--tolerance``) of the ANN's validation accuracy. Every sample exits at the first step
 whose confidence exceeds the threshold, and at ``T_ref`` at the latest (the cap), so early
 exit never runs longer than the fixed latency it is compared with; threshold = inf is that
 fixed latency itself. The chosen threshold is the one with the lowest mean exit step whose
-calibration accuracy stays within 0.1 points of the calibration run at ``T_ref``; when its
+validation accuracy stays within 0.1 points of the validation run at ``T_ref``; when its
 mean exit is not below ``T_ref`` the study reports "no saving" (saving 0). The test scores
 follow, and, for comparison only, what choosing both on the test set would have given.
 Accuracies on fewer than 10,000 images carry their 95 % Wilson interval.
@@ -21,8 +21,8 @@ Then it *measures* the wall-clock saving on test: the full run to ``T_ref`` agai
 early-exit run capped at ``T_ref`` (``simulate_early_exit``, which drops exited samples from
 the running batch), best of ``--repeats`` interleaved runs.
 
-    python -m experiments.fig10_11_early_exit --dataset fashion-mnist   # ~6 min + calibration
-    # (3,500 calibration images on top of the 2,000 test images; --select-limit N for less)
+    python -m experiments.fig10_11_early_exit --dataset fashion-mnist   # ~6 min + validation
+    # (5,000 validation images on top of the 2,000 test images; --select-limit N for less)
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 def measure(plan, test, setup: Setup, study: dict, repeats: int) -> dict:
     """Best-of-``repeats`` wall time of the full run to ``T_ref`` and of the early-exit run
     capped at ``T_ref`` (its ``T_max``), so that both stop by ``T_ref``."""
-    from bsnn_bindsnet.simulate_exit import simulate_early_exit
-    from bsnn_bindsnet.network import build_network
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.simulation.early_exit import simulate_early_exit
+    from bsnn_bindsnet.snn.network import build_network
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     full, exit_ = [], []
     for _ in range(repeats):
@@ -92,11 +92,11 @@ def plot(study: dict, path_10, path_11) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     finite = [r for r in study["sweep"] if r["threshold"] is not None]  # None: +inf
-    calib = [r for r in study["calib"]["sweep"] if r["threshold"] is not None]
+    val = [r for r in study["val"]["sweep"] if r["threshold"] is not None]
     thr = [r["threshold"] for r in finite]
     ax.plot(thr, [100 * r["accuracy"] for r in finite], "C0", label="test")
-    ax.plot(thr, [100 * r["accuracy"] for r in calib], "C0", ls="--", lw=0.8,
-            label="calibration (selection)")
+    ax.plot(thr, [100 * r["accuracy"] for r in val], "C0", ls="--", lw=0.8,
+            label="validation (selection)")
     ax.axhline(100 * study["accuracy_at_t_ref"], color="C0", ls=":", lw=0.8,
                label=f"test, fixed T_ref={study['t_ref']}")
     if study["threshold"] is not None:
@@ -129,7 +129,7 @@ def _saving(study: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.training.models import load_model
 
     setup = parse_args(argv)
     paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
@@ -141,11 +141,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     plot(study, setup.out_dir / "fig10_early_exit.png", setup.out_dir / "fig11_exit_histogram.png")
     write_results(setup.out_dir, asdict(setup),
                   {"curve": row, "early_exit": study})
-    n, c, m, ann = len(test), study["calib"], study["n_calib"], study["ann"]
+    n, c, m, ann = len(test), study["val"], study["n_val"], study["ann"]
     print(f"\n{setup.dataset} {setup.model}, SIF, v(0)=theta/2; chosen on {m} "
-          f"calibration images (training set), scored on {n} test images; accuracies in % "
+          f"validation images (held out), scored on {n} test images; accuracies in % "
           "[95 % interval]\n")
-    print(f"calibration: ANN {format_accuracy(study['ann_calib'], m)}; "
+    print(f"validation: ANN {format_accuracy(study['ann_val'], m)}; "
           f"T_ref = {study['t_ref']} (reference: {study['reference']}; "
           f"{format_accuracy(c['accuracy_at_t_ref'], m)}); threshold "
           f"{_threshold(study['threshold'])}: {format_accuracy(c['exit_accuracy'], m)}, "

@@ -97,8 +97,8 @@ def plot(results: dict, path: Path, timesteps: int) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 
     setup = parse_args(argv)
     calib, test = load_data(setup)

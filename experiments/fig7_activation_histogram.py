@@ -40,7 +40,7 @@ def sample_maxima(model, points: dict[str, str], data, batch_size: int = 256) ->
     """Layer -> ``[N]`` maximum of ``relu(output)`` of its ANN point, per sample."""
     import torch
 
-    from bsnn_bindsnet.data import make_loader
+    from bsnn_bindsnet.data.registry import make_loader
 
     modules = dict(model.named_children())
     maxima: dict[str, list] = {name: [] for name in points}
@@ -59,8 +59,8 @@ def sample_maxima(model, points: dict[str, str], data, batch_size: int = 256) ->
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 
     setup = parse_args(argv)
     paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     plans = {q: ann_to_bsnn(model, calib, percentile=q, build=False) for q in PERCENTILES}
     points = {layer.name: layer.point for layer in plans[100.0].layers if layer.kind == "if"}
     maxima = sample_maxima(model, points, calib, setup.batch_size)
-    lambdas = {q: plan.info["lambdas"] for q, plan in plans.items()}
+    lambdas = {q: plan.info.lambdas for q, plan in plans.items()}
     plt = pyplot()
     fig, axes = plt.subplots(1, len(points), figsize=(3.2 * len(points), 3), squeeze=False)
     for ax, name in zip(axes[0], points):

@@ -8,15 +8,31 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-from experiments.common import trained_models
+from bsnn_bindsnet.snn.neurons import NEURONS
+from experiments.common import claim_out_dir, trained_models
 
-RESETS = {"subtract": "SIF", "zero": "RIF"}
+
+class _NeuronLabels(Mapping[str, str]):
+    """Name -> table label (``"SIF"``) of every registered neuron model: a live view of
+    :data:`bsnn_bindsnet.snn.neurons.NEURONS` (a plugin's model gets its curve too)."""
+
+    def __getitem__(self, name: str) -> str:
+        return NEURONS[name].label or name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(NEURONS)
+
+    def __len__(self) -> int:
+        return len(NEURONS)
+
+
+RESETS: Mapping[str, str] = _NeuronLabels()
 NETWORKS = {"fp": "SNN", "bwn": "B-SNN"}
 S = TypeVar("S", bound="Setup")
 
@@ -35,12 +51,13 @@ class Setup:
     data_root: str | None
     device: str
     smoke: bool
+    overwrite: bool = False
 
 
 def add_setup_arguments(p: argparse.ArgumentParser, *, out_dir: str, timesteps: int,
                         limit: int | None = None, percentile: float = 99.9) -> None:
     """Add ``--dataset --runs-dir --out-dir --timesteps --percentile --limit --batch-size
-    --data-root --device --smoke`` to ``p``."""
+    --data-root --device --smoke --overwrite`` to ``p``."""
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--runs-dir", type=Path,
                    help="folder of the trained runs (default: results/fig3, written by "
@@ -56,11 +73,14 @@ def add_setup_arguments(p: argparse.ArgumentParser, *, out_dir: str, timesteps: 
     p.add_argument("--device", default="cpu")
     p.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=False,
                    help="digits, tiny models trained on the spot, T=16, 64 samples: seconds")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier results.json "
+                   "in --out-dir (trained runs are never replaced)")
 
 
 def setup_from(args: argparse.Namespace, cls: type[S] = Setup) -> S:
     """The setup ``cls`` (:class:`Setup` or an experiment's subclass) of parsed arguments;
-    list values become tuples; ``--smoke`` swaps in digits, T=16, 64 samples."""
+    list values become tuples; ``--smoke`` swaps in digits, T=16, 64 samples. Checks the
+    outputs before any work (:func:`experiments.common.claim_out_dir`)."""
     values = {f.name: getattr(args, f.name) for f in fields(cls)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     if values["runs_dir"] is None:
@@ -70,6 +90,7 @@ def setup_from(args: argparse.Namespace, cls: type[S] = Setup) -> S:
         raise ValueError(f"--timesteps must be >= 1, got {setup.timesteps}")
     if setup.smoke:
         setup = replace(setup, dataset="digits", timesteps=16, limit=64)
+    claim_out_dir(setup.out_dir, setup.overwrite)
     return setup
 
 
@@ -79,10 +100,11 @@ def setup_dict(setup: Setup) -> dict[str, Any]:
 
 
 def load_data(setup: Setup) -> tuple[Any, Any]:
-    """``(calibration, test)`` datasets, the test set cut to ``--limit``."""
+    """``(calibration, test)`` datasets, the test set cut to ``--limit``. Calibration (a subset
+    of "train") sets the thresholds only; every selection uses :func:`selection_data`."""
     from torch.utils.data import Subset
 
-    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.data.registry import load_dataset
 
     calib = load_dataset(setup.dataset, "calib", data_root=setup.data_root)
     test = load_dataset(setup.dataset, "test", data_root=setup.data_root)
@@ -94,7 +116,7 @@ def load_data(setup: Setup) -> tuple[Any, Any]:
 def ann_accuracy(model: Any, test: Any, setup: Setup) -> float:
     """Test accuracy of the ANN ``model``."""
     from bsnn_bindsnet.training.loop import evaluate
-    from bsnn_bindsnet.data import make_loader
+    from bsnn_bindsnet.data.registry import make_loader
 
     return evaluate(model.to(setup.device),
                     make_loader(test, batch_size=setup.batch_size, shuffle=False),
@@ -109,11 +131,11 @@ def simulate_curve(plan: Any, test: Any, setup: Setup, *, timesteps: int | None 
     Returns:
         ``(row, result)``: ``row`` is JSON-ready (the result's summary, the thresholds, IFR
         per layer over the whole window, normalized #OPS after every step); ``result`` the
-        :class:`~bsnn_bindsnet.simulate.SimResult`.
+        :class:`~bsnn_bindsnet.simulation.simulate.SimResult`.
     """
     from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
-    from bsnn_bindsnet.network import build_network
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.snn.network import build_network
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     timesteps = timesteps or setup.timesteps
     plan = replace(plan, reset=reset, v_init=v_init)
@@ -121,7 +143,7 @@ def simulate_curve(plan: Any, test: Any, setup: Setup, *, timesteps: int | None 
                       batch_size=setup.batch_size, device=setup.device, per_sample=per_sample)
     ops = layer_ops(plan)
     row = {**result.summary(), "reset": reset, "v_init": v_init,
-           "percentile": plan.info["percentile"],
+           "percentile": plan.info.percentile,
            "thresholds": {layer.name: layer.thresh for layer in plan.layers if layer.thresh},
            "ifr": result.firing_rates(timesteps),
            "normalized_ops": [normalized_ops(ops, result.firing_rates(t), timesteps=t)
@@ -130,23 +152,28 @@ def simulate_curve(plan: Any, test: Any, setup: Setup, *, timesteps: int | None 
 
 
 def add_selection_argument(p: argparse.ArgumentParser) -> None:
-    """Add ``--select-limit``: how many calibration images the selection run simulates."""
+    """Add ``--select-limit``: how many validation images the selection run simulates."""
     p.add_argument("--select-limit", type=int, default=None,
-                   help="simulate the first N images of the calibration split (a fixed subset "
-                        "of the training set) to choose T_ref and the early-exit threshold "
-                        "(default: all of it; with --smoke: 64; 0 = all)")
+                   help="simulate the first N images of the val split (held out: no model "
+                        "trains on it) to choose every setting (T_ref, the early-exit "
+                        "threshold, the percentile) before scoring it on test (default: all "
+                        "of it; with --smoke: 64; 0 = all)")
 
 
-def selection_data(calib: Any, setup: Setup, select_limit: int | None) -> Any:
-    """The calibration images the selection run simulates: the first ``select_limit``
-    (``None`` or 0: all; ``None`` under ``--smoke``: 64)."""
+def selection_data(setup: Setup, select_limit: int | None) -> Any:
+    """The validation images every selection is made on: the first ``select_limit`` of the
+    ``"val"`` split (``None`` or 0: all; ``None`` under ``--smoke``: 64). Never the test set,
+    and never training images (the calibration split is drawn from "train")."""
     from torch.utils.data import Subset
 
+    from bsnn_bindsnet.data.registry import load_dataset
+
+    val = load_dataset(setup.dataset, "val", data_root=setup.data_root)
     if select_limit is None and setup.smoke:
         select_limit = 64
     if select_limit:
-        return Subset(calib, range(min(select_limit, len(calib))))
-    return calib
+        return Subset(val, range(min(select_limit, len(val))))
+    return val
 
 
 def _select_latency(result: Any, ann: float, ref_tol: float) -> tuple[str, int]:
@@ -203,20 +230,21 @@ def _sweep_rows(runs: Any) -> list[dict]:
              "accuracy": r.accuracy, "mean_exit": r.mean_exit} for r in runs]
 
 
-def early_exit_study(calib_result: Any, test_result: Any, plan: Any, *, ann_calib: float,
+def early_exit_study(val_result: Any, test_result: Any, plan: Any, *, ann_val: float,
                      ann_test: float, tolerance: float = 0.001,
                      reference_tolerance: float | None = None, n_thresholds: int = 96) -> dict:
-    """Early exit: settings chosen on calibration traces, scored on test traces (both from
+    """Early exit: settings chosen on validation traces, scored on test traces (both from
     ``simulate(..., per_sample=True)`` of the same network and ``T_max``).
 
-    Selection (on ``calib_result``, a subset of the *training* set): the fixed latency
-    ``T_ref`` is the first step at which the run comes within ``reference_tolerance``
-    (default ``tolerance``) of the ANN's calibration accuracy ``ann_calib`` (or, if it never
-    does, of its own best accuracy: ``reference`` says which). Every sample exits at the first
-    step whose confidence exceeds the threshold and at ``T_ref`` at the latest; among a grid
-    of thresholds plus ``+inf`` (= the fixed latency itself), the chosen one has the lowest
-    mean exit step whose calibration accuracy stays within ``tolerance`` of the run at
-    ``T_ref`` (see :func:`~bsnn_bindsnet.analysis.early_exit.choose_exit`).
+    Selection (on ``val_result``, the held-out "val" split): the fixed latency ``T_ref`` is
+    the first step at which the run comes within ``reference_tolerance`` (default
+    ``tolerance``) of the ANN's validation accuracy ``ann_val`` (or, if it never does, of its
+    own best accuracy: ``reference`` says which). Every sample exits at the first step whose
+    confidence exceeds the threshold and at ``T_ref`` at the latest; among a grid of
+    thresholds plus ``+inf`` (= the fixed latency itself), the chosen one has the lowest mean
+    exit step whose validation accuracy stays within ``tolerance`` of the run at ``T_ref``
+    (see :func:`~bsnn_bindsnet.analysis.early_exit.choose_exit`). ``ann_test`` plays no part
+    in the selection.
 
     Scoring (on ``test_result``): the accuracy and normalized #OPS at that ``T_ref``, and the
     early exit's accuracy, mean exit step and #OPS at that threshold, capped at ``T_ref``.
@@ -227,19 +255,19 @@ def early_exit_study(calib_result: Any, test_result: Any, plan: Any, *, ann_cali
     comparison only. ``threshold`` is None where it is ``+inf``.
     """
     ref_tol = tolerance if reference_tolerance is None else reference_tolerance
-    calib = _select(calib_result, ann_calib, tolerance, ref_tol, n_thresholds)
-    scored = _score(test_result, plan, calib["t_ref"], calib["chosen"].threshold)
+    val = _select(val_result, ann_val, tolerance, ref_tol, n_thresholds)
+    scored = _score(test_result, plan, val["t_ref"], val["chosen"].threshold)
     on_test = _select(test_result, ann_test, tolerance, ref_tol, n_thresholds)
     test_scored = _score(test_result, plan, on_test["t_ref"], on_test["chosen"].threshold)
-    test_sweep = early_exit_sweep_rows(test_result, calib["t_ref"], calib["runs"])
-    return {"ann": ann_test, "ann_calib": ann_calib, "n_calib": calib_result.n,
+    test_sweep = early_exit_sweep_rows(test_result, val["t_ref"], val["runs"])
+    return {"ann": ann_test, "ann_val": ann_val, "n_val": val_result.n,
             "n_test": test_result.n, "tolerance": tolerance, "reference_tolerance": ref_tol,
-            "reference": calib["reference"], "t_max": test_result.timesteps, **scored,
+            "reference": val["reference"], "t_max": test_result.timesteps, **scored,
             "met": scored["exit_accuracy"] >= scored["accuracy_at_t_ref"] - tolerance,
-            "calib": {"accuracy_at_t_ref": calib["runs"][-1].accuracy,
-                      "exit_accuracy": calib["chosen"].accuracy,
-                      "mean_exit": calib["chosen"].mean_exit,
-                      "sweep": _sweep_rows(calib["runs"])},
+            "val": {"accuracy_at_t_ref": val["runs"][-1].accuracy,
+                    "exit_accuracy": val["chosen"].accuracy,
+                    "mean_exit": val["chosen"].mean_exit,
+                    "sweep": _sweep_rows(val["runs"])},
             "selected_on_test": {"reference": on_test["reference"],
                                  **{k: v for k, v in test_scored.items()
                                     if k not in ("ifr_with_exit", "histogram")}},
@@ -250,22 +278,23 @@ def converted_early_exit(model: Any, setup: Setup, select_limit: int | None, *,
                          tolerance: float, reference_tolerance: float | None = None
                          ) -> tuple[Any, dict, Any, dict]:
     """Convert ``model`` (percentile thresholds on the calibration split), simulate it on the
-    selection images and on test with per-sample traces, and run :func:`early_exit_study`.
+    validation images (:func:`selection_data`) and on test with per-sample traces, and run
+    :func:`early_exit_study`.
 
     Returns:
         ``(plan, test_row, test_result, study)``.
     """
-    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 
     calib, test = load_data(setup)
-    select = selection_data(calib, setup, select_limit)
+    select = selection_data(setup, select_limit)
     ann = ann_accuracy(model, test, setup)
-    ann_calib = ann_accuracy(model, select, setup)
+    ann_val = ann_accuracy(model, select, setup)
     plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
                        build=False)
-    _, calib_result = simulate_curve(plan, select, setup, per_sample=True)
+    _, val_result = simulate_curve(plan, select, setup, per_sample=True)
     row, result = simulate_curve(plan, test, setup, per_sample=True)
-    study = early_exit_study(calib_result, result, plan, ann_calib=ann_calib, ann_test=ann,
+    study = early_exit_study(val_result, result, plan, ann_val=ann_val, ann_test=ann,
                              tolerance=tolerance, reference_tolerance=reference_tolerance)
     return plan, row, result, study
 
@@ -296,8 +325,8 @@ def early_exit_sweep_rows(result: Any, t_ref: int, runs: Any) -> list[dict]:
 
 def reset_curves(setup: Setup, v_init: str = "half") -> dict:
     """``{"ann": {label: acc}, "curves": {"B-SNN SIF": row, ...}}`` for SNN/B-SNN x SIF/RIF."""
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 
     paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
     calib, test = load_data(setup)
@@ -348,7 +377,7 @@ def parse_table_args(argv: Sequence[str] | None, doc: str | None, *, dataset: st
 
 def table_rows(setup: TableSetup) -> dict:
     """SNN and B-SNN rows: ANN and final accuracy, and the early-exit study at T_ref."""
-    from bsnn_bindsnet.checkpoint import load_model
+    from bsnn_bindsnet.training.models import load_model
 
     paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
     rows = {}
@@ -364,6 +393,6 @@ def table_rows(setup: TableSetup) -> dict:
                        "ann_interval": accuracy_interval(ann, result.n),
                        "ifr": row["ifr"], "ops_full_window": row["normalized_ops"][-1],
                        **{k: v for k, v in study.items() if k != "sweep"},
-                       "calib": {k: v for k, v in study["calib"].items() if k != "sweep"}}
+                       "val": {k: v for k, v in study["val"].items() if k != "sweep"}}
         print(f"{label}: {100 * row['final_accuracy']:.2f} % at T={setup.timesteps}", flush=True)
     return rows

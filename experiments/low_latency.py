@@ -7,8 +7,10 @@
     with a message when it is not installed; ``--peer-timesteps`` bounds its window),
 
 each beside its ANN, then early exit on the readout of the ``--exit-model``: T_ref and the
-confidence threshold chosen on the calibration split (``--select-limit`` images of it) and
-scored on test, at ≤ ``--tolerance`` loss.
+confidence threshold chosen on the val split (``--select-limit`` images of it; no model trains
+on them) and scored on test, at ≤ ``--tolerance`` loss. "#OPS to within 1 point" is chosen the
+same way: the first step at which the validation curve comes within 1 point of the ANN's
+validation accuracy, read on test there (:func:`experiments.common.chosen_on_val`).
 
     python -m experiments.low_latency --dataset fashion-mnist --limit 0 \\
         --qcfs qcfs-L2=runs/fmnist-qcfs-bwn-L2/model.pt \\
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-from experiments.common import ops_to_reach, pyplot, savefig, write_results
+from experiments.common import chosen_on_val, pyplot, savefig, write_results
 from experiments.harness import (Setup, add_selection_argument, add_setup_arguments,
                                  ann_accuracy, early_exit_study, load_data, selection_data,
                                  setup_from, simulate_curve)
@@ -62,7 +64,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--exit-model", help="the NAME of the --qcfs model for the early-exit study "
                                         "(default: the last one)")
     p.add_argument("--exit-timesteps", type=int, default=Config.exit_timesteps,
-                   help="T_max of the early-exit selection run on calibration images")
+                   help="T_max of the early-exit selection run on validation images")
     p.add_argument("--tolerance", type=float, default=Config.tolerance,
                    help="early-exit accuracy loss allowed (fraction; 0.001 = 0.1 points)")
     add_selection_argument(p)
@@ -97,12 +99,12 @@ def smoke_models(out_dir: Path) -> tuple[str, list[str]]:
 def unrolled_agreement(model: Any, test: Any, result: Any, cfg: Config,
                        steps: Sequence[int] = (1, 2, 4)) -> dict[int, float]:
     """Fraction of test images on which the unrolled PyTorch B-SNN
-    (:func:`bsnn_bindsnet.unrolled.unroll`, what ``*-qcfs-snn`` trains) predicts what BindsNET
+    (:func:`bsnn_bindsnet.training.unrolled.unroll`, what ``*-qcfs-snn`` trains) predicts what BindsNET
     predicted after the same number of steps."""
     import torch
 
-    from bsnn_bindsnet.samples import batches
-    from bsnn_bindsnet.unrolled import unroll
+    from bsnn_bindsnet.data.samples import batches
+    from bsnn_bindsnet.training.unrolled import unroll
 
     out = {}
     for t in steps:
@@ -125,7 +127,7 @@ def _peer(model: Any, calib: Any, test: Any, cfg: Config, mode: str, plan: Any) 
     """SpikingJelly's curve on the same model and data, with normalized #OPS counted on our
     plan's synapses from its spikes (its layers carry our IF layers' names)."""
     from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
-    from bsnn_bindsnet.peer_spikingjelly import SpikingJellyMissingError, spikingjelly_curve
+    from bsnn_bindsnet.interop.spikingjelly import SpikingJellyMissingError, spikingjelly_curve
 
     if cfg.peer_timesteps <= 0:
         return None
@@ -144,9 +146,9 @@ def _peer(model: Any, calib: Any, test: Any, cfg: Config, mode: str, plan: Any) 
 
 def run(cfg: Config) -> dict:
     """Simulate every model, the peer, and the early-exit study; return the results."""
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.simulate import simulate
-    from bsnn_bindsnet.zoo import load_spec
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.simulation.simulate import simulate
+    from bsnn_bindsnet.zoo.registry import load_spec
 
     relu_spec, qcfs_specs = cfg.relu_model, list(cfg.qcfs)
     if cfg.smoke:
@@ -154,7 +156,8 @@ def run(cfg: Config) -> dict:
     relu_spec = relu_spec or RELU_MODELS.get(cfg.dataset)
     if relu_spec is None:
         raise ValueError(f"no default ReLU BWN for {cfg.dataset!r}; pass --relu-model")
-    calib, test = load_data(cfg)
+    calib, test = load_data(cfg)  # calibration: the thresholds only
+    select = selection_data(cfg, cfg.select_limit)  # every choice is made on these
     n = len(test)
     models = {"relu": (relu_spec, "percentile")}
     models.update({s.split("=", 1)[0]: (s.split("=", 1)[1], "qcfs") for s in qcfs_specs})
@@ -162,15 +165,17 @@ def run(cfg: Config) -> dict:
     out: dict[str, Any] = {"n": n, "models": {}}
     for name, (spec, mode) in models.items():
         model = load_spec(spec)
-        ann = ann_accuracy(model, test, cfg)
+        ann, ann_val = ann_accuracy(model, test, cfg), ann_accuracy(model, select, cfg)
         plan = (ann_to_bsnn(model, calib, percentile=cfg.percentile, build=False)
                 if mode == "percentile" else ann_to_bsnn(model, None, build=False))
         row, result = simulate_curve(plan, test, cfg, per_sample=mode == "qcfs")
+        val_row, _ = simulate_curve(plan, select, cfg)
+        within = chosen_on_val(val_row, row, ann_val - 0.01)  # T chosen on val, read on test
         entry = {"spec": spec, "conversion": mode, "ann": ann,
-                 "ann_interval": accuracy_interval(ann, n), "bsnn": row,
-                 "ops_within_1pt": ops_to_reach(row, ann - 0.01),
-                 "steps_within_1pt": next((t + 1 for t, a in enumerate(row["accuracy"])
-                                           if a >= ann - 0.01), None)}
+                 "ann_interval": accuracy_interval(ann, n), "ann_val": ann_val, "bsnn": row,
+                 "bsnn_val": {k: val_row[k] for k in ("accuracy", "normalized_ops")},
+                 "within_1pt": within, "ops_within_1pt": within["test_ops"],
+                 "steps_within_1pt": within["t_val"]}
         if mode == "qcfs":
             entry["unrolled_agreement"] = unrolled_agreement(model, test, result, cfg)
         entry["spikingjelly"] = _peer(model, calib, test, cfg, mode, plan)
@@ -182,16 +187,17 @@ def run(cfg: Config) -> dict:
             print(f"{'SpikingJelly':>14} ANN {peer_ann} % | {'':24}"
                   f"{_row_cells(entry['spikingjelly'])}", flush=True)
         if name == exit_name:
-            select = selection_data(calib, cfg, cfg.select_limit)
-            calib_result = simulate(ann_to_bsnn(model, None), select, cfg.exit_timesteps,
-                                    batch_size=cfg.batch_size, device=cfg.device,
-                                    per_sample=True)
+            val_result = simulate(ann_to_bsnn(model, None), select, cfg.exit_timesteps,
+                                  batch_size=cfg.batch_size, device=cfg.device,
+                                  per_sample=True)
             out["early_exit"] = {"model": name, **early_exit_study(
-                calib_result, result, plan, ann_calib=ann_accuracy(model, select, cfg),
-                ann_test=ann, tolerance=cfg.tolerance)}
-    relu_ann = out["models"]["relu"]["ann"]
+                val_result, result, plan, ann_val=ann_val, ann_test=ann,
+                tolerance=cfg.tolerance)}
+    relu_val = out["models"]["relu"]["ann_val"]
     for entry in out["models"].values():  # the issue's yardstick: within 1 point of the ReLU BWN
-        entry["ops_within_1pt_of_relu_bwn"] = ops_to_reach(entry["bsnn"], relu_ann - 0.01)
+        within = chosen_on_val(entry["bsnn_val"], entry["bsnn"], relu_val - 0.01)
+        entry["within_1pt_of_relu_bwn"] = within
+        entry["ops_within_1pt_of_relu_bwn"] = within["test_ops"]
     return out
 
 
@@ -226,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ee = out.get("early_exit")
     if ee:
         n = ee["n_test"]
-        print(f"early exit ({ee['model']}): T_ref {ee['t_ref']} (chosen on {ee['n_calib']} "
-              f"calibration images) -> mean exit {ee['mean_exit']:.2f} steps, "
+        print(f"early exit ({ee['model']}): T_ref {ee['t_ref']} (chosen on {ee['n_val']} "
+              f"validation images) -> mean exit {ee['mean_exit']:.2f} steps, "
               f"{format_accuracy(ee['exit_accuracy'], n)} % vs "
               f"{format_accuracy(ee['accuracy_at_t_ref'], n)} % at T_ref; #OPS "
               f"{ee['ops_at_t_ref']:.3f} -> {ee['ops_with_exit']:.3f}"

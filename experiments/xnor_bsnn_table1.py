@@ -105,7 +105,7 @@ def pytorch_accuracy(model, test, cfg: Config) -> tuple[float, list]:
     (the same Poisson draws: both use a generator seeded with ``cfg.seed``)."""
     import torch
 
-    from bsnn_bindsnet.data import make_loader
+    from bsnn_bindsnet.data.registry import make_loader
 
     gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     preds, correct, n = [], 0, 0
@@ -128,7 +128,7 @@ def xnor_check(model, plan, test, cfg: Config) -> dict:
     import torch
     from torch.utils.data import Subset
 
-    from bsnn_bindsnet.data import make_loader
+    from bsnn_bindsnet.data.registry import make_loader
     from bsnn_bindsnet.imc import verify_network, xnor_macs_per_frame
 
     n = len(test) if cfg.xnor_images == 0 else min(cfg.xnor_images, len(test))
@@ -162,11 +162,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
     from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.data.registry import load_dataset
     from bsnn_bindsnet.direct.export import direct_to_bsnn
     from bsnn_bindsnet.imc import array_area, export_imc, row_energy
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     cfg = parse_args(argv)
     model = load_model(trained_direct(cfg))

@@ -4,8 +4,8 @@ from torch import nn
 
 from bsnn_bindsnet.ann.binarize import (BinaryConv2d, BinaryLinear, SignActivation,
                                         binarize_weight, binary_layers, sign_ste)
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.functional import sign_nonzero
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.snn.functional import sign_nonzero
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 4, 4)])

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
-from bsnn_bindsnet.ann.models import MODELS, get_model
+from bsnn_bindsnet.ann.models import ANN_MODELS as MODELS
+from bsnn_bindsnet.training.models import get_model
 
 
 def _kinds(model):

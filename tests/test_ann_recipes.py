@@ -1,6 +1,6 @@
 import pytest
 
-from bsnn_bindsnet.data import DATASETS, DatasetInfo
+from bsnn_bindsnet.data.registry import DATASETS, DatasetInfo
 from bsnn_bindsnet.training.recipes import (FAMILIES, PRESETS, PresetFamily, Recipe, get_preset,
                                             learning_rate, register_family, weight_decay)
 
@@ -68,7 +68,7 @@ def test_builtin_presets_and_families():
 
 
 def test_the_training_registry_adds_the_direct_model_to_the_anns():
-    from bsnn_bindsnet.ann.models import MODELS as ANN_MODELS
+    from bsnn_bindsnet.ann.models import ANN_MODELS
     from bsnn_bindsnet.direct.model import DirectBSNN
     from bsnn_bindsnet.training.models import MODELS, get_model
 

@@ -128,3 +128,64 @@ def test_every_experiment_has_the_one_skeleton():
         assert callable(module.parse_args) and callable(module.main), name
         assert dataclasses.is_dataclass(module.Config), name
         assert module.Config.__dataclass_params__.frozen, name
+
+
+LAYOUT = {"ann", "snn", "conversion", "simulation", "analysis", "direct", "training", "imc",
+          "interop", "zoo", "data", "cli"}
+
+
+def test_the_package_is_one_folder_per_layer():
+    """Issue 23: no flat prefixes at the root; the folders are the architecture."""
+    pkg = ROOT / PACKAGE
+    root_modules = {p.name for p in pkg.glob("*.py")}
+    folders = {p.name for p in pkg.iterdir() if (p / "__init__.py").exists()}
+    assert root_modules == {"__init__.py", "checkpoint.py", "locking.py"}
+    assert folders == LAYOUT
+
+
+# The floor rule of docs/extending.md ("Where things live"): a module imports only from its own
+# folder and from folders (or ground-floor modules) on lower floors. Keep the two tables equal.
+FLOORS = {"checkpoint": 0, "locking": 0, "data": 1, "snn": 1, "ann": 2, "analysis": 2,
+          "conversion": 3, "direct": 3, "simulation": 3, "imc": 3, "interop": 3,
+          "training": 4, "zoo": 5, "cli": 6}
+
+
+def _unit(module: str) -> str | None:
+    """The folder (or root module) of ``bsnn_bindsnet.<unit>...``; None for the package."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def floor_violations(graph: dict[str, set[str]], floors: dict[str, int]) -> list[str]:
+    """``"a -> b"`` for every import of a unit on the same or a higher floor than the
+    importer's (own folder excepted)."""
+    return sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
+                  if _unit(m) and _unit(t) and _unit(m) != _unit(t)
+                  and floors[_unit(t)] >= floors[_unit(m)])
+
+
+def test_floor_checker_finds_a_hand_made_upward_import():
+    graph = {"p.snn.plan": {"p.snn.neurons", "p.training.models"}, "p.training.models":
+             {"p.snn.plan"}, "p.imc.array": {"p.interop.nir"}, "p.interop.nir": set()}
+    floors = {"snn": 1, "imc": 3, "interop": 3, "training": 4}
+    assert floor_violations(graph, floors) == ["p.imc.array -> p.interop.nir",
+                                               "p.snn.plan -> p.training.models"]
+
+
+def test_every_import_goes_to_the_own_folder_or_a_lower_floor():
+    graph = import_graph(PACKAGE, PACKAGE)
+    units = {_unit(m) for m in graph} - {None}
+    assert units <= set(FLOORS), f"give {sorted(units - set(FLOORS))} a floor (here and in " \
+                                 "docs/extending.md)"
+    assert floor_violations(graph, FLOORS) == []
+
+
+def test_the_guide_states_the_floors_this_file_checks():
+    text = (ROOT / "docs" / "extending.md").read_text()
+    table = text[text.index("| floor |"):text.index("\n\n", text.index("| floor |"))]
+    stated = {}
+    for row in table.splitlines()[2:]:
+        floor, units = row.split("|")[1:3]
+        for unit in units.replace("`", "").split(","):
+            stated[unit.strip().removesuffix("/").removesuffix(".py")] = int(floor)
+    assert stated == FLOORS

@@ -16,12 +16,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.checkpoint import (CheckpointError, load_model, read_model_file,
-                                      safe_torch_load, save_model)
-from bsnn_bindsnet.cli import DATASET_NAMES, RUN_FILES, main
-from bsnn_bindsnet.convert import ann_to_bsnn
-from bsnn_bindsnet.network import build_network, load_plan, save_plan
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.checkpoint import (CheckpointError, read_model_file, safe_torch_load,
+                                      save_model)
+from bsnn_bindsnet.training.models import load_model
+from bsnn_bindsnet.cli.main import DATASET_NAMES, RUN_FILES, main
+from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+from bsnn_bindsnet.snn.network import build_network, load_plan, save_plan
 
 CUDA = torch.cuda.is_available()
 
@@ -152,7 +153,7 @@ def test_train_init_from_inside_its_own_out(run, tmp_path, capsys):
 
 def test_cli_run_files_are_the_files_fit_writes():
     from bsnn_bindsnet.training.fit import RUN_FILES as FIT_RUN_FILES
-    from bsnn_bindsnet.data import DATASETS
+    from bsnn_bindsnet.data.registry import DATASETS
 
     assert RUN_FILES == FIT_RUN_FILES and DATASET_NAMES == tuple(DATASETS)
 
@@ -187,7 +188,7 @@ def test_cli_run_files_are_the_files_fit_writes():
 def test_argument_errors_come_before_torch_is_imported(run, network, tmp_path, argv, message):
     names = {"net": network, "model": run, "tmp": tmp_path}
     argv = [a.format(**names) for a in argv]
-    code = ("import sys\nfrom bsnn_bindsnet.cli import main\n"
+    code = ("import sys\nfrom bsnn_bindsnet.cli.main import main\n"
             f"status = main({argv!r})\n"
             "print(status, [m for m in ('torch', 'bindsnet') if m in sys.modules])")
     before = snapshot(tmp_path)
@@ -277,6 +278,7 @@ def test_a_damaged_converted_network_is_refused(network, tmp_path, capsys):
 def test_non_finite_weights_are_refused_even_in_an_unhashed_file(run):
     blob = torch.load(run, weights_only=True)
     del blob["_integrity"]
+    blob["format"] = "bsnn-bindsnet/ann-model-v1"  # a file of the version before hashes
     blob["state_dict"]["fc1.weight"][1, :3] = float("nan")
     torch.save(blob, run)
     with pytest.raises(CheckpointError, match=r"state_dict.fc1.weight holds 3 NaN/inf values; "
@@ -287,12 +289,25 @@ def test_non_finite_weights_are_refused_even_in_an_unhashed_file(run):
 def test_a_file_written_before_hashes_loads_with_a_note(run, caplog):
     blob = torch.load(run, weights_only=True)
     del blob["_integrity"]
+    blob["format"] = "bsnn-bindsnet/ann-model-v1"  # the only version that may lack hashes
     torch.save(blob, run)
     with caplog.at_level(logging.WARNING, logger="bsnn_bindsnet.checkpoint"):
         model = load_model(run)
     assert isinstance(model, nn.Module)
-    assert f"{run} records no content hash (written before integrity checks); loaded " \
-           "unchecked" in caplog.text
+    assert f"{run} records no content hash (format bsnn-bindsnet/ann-model-v1, which may " \
+           "predate integrity checks); loaded unchecked" in caplog.text
+
+
+def test_a_current_file_whose_integrity_record_was_removed_is_refused(run, tmp_path, capsys):
+    """Issue 25, item 12: integrity is decided by format version, not by the record."""
+    blob = torch.load(run, weights_only=True)
+    assert blob["format"] == "bsnn-bindsnet/ann-model-v2"
+    del blob["_integrity"]
+    torch.save(blob, run)
+    err = one_line_error(capsys, ["evaluate", run], tmp_path)
+    assert err.endswith(f"{run} is damaged: its integrity record was removed (format "
+                        "'bsnn-bindsnet/ann-model-v2' is always written with one); restore the "
+                        "file or write it again")
 
 
 def test_hashes_are_invisible_to_readers(run, network):
@@ -307,7 +322,7 @@ def test_hashes_are_invisible_to_readers(run, network):
 def test_a_dataloader_given_to_simulate_or_ann_to_bsnn():
     data = TensorDataset(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))
     loader = DataLoader(data, batch_size=4)
-    from bsnn_bindsnet.simulate import simulate  # a DataLoader is accepted: batches as they come
+    from bsnn_bindsnet.simulation.simulate import simulate  # a DataLoader is accepted: batches as they come
 
     net = build_network(ann_to_bsnn(two_layer_mlp(), torch.rand(16, 4) + 0.5, build=False))
     assert simulate(net, loader, 4).n == 8
@@ -331,7 +346,7 @@ def test_an_all_zero_calibration_set_is_an_error():
 
 
 def test_labels_outside_the_classes_in_simulate():
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     net = build_network(ann_to_bsnn(two_layer_mlp(), torch.rand(8, 4) + 0.5, build=False))
     with pytest.raises(ValueError, match=r"^label 2 is outside \[0, 2\) \(the readout has 2 "
@@ -347,7 +362,7 @@ def _idx(path, magic: int, dims: tuple[int, ...], data: bytes) -> None:
 
 
 def test_labels_outside_the_classes_in_a_dataset_file(tmp_path):
-    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.data.registry import load_dataset
 
     for prefix in ("train", "t10k"):  # 3 images of 28 x 28; one label 10 of 10 classes
         _idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", 0x803, (3, 28, 28), bytes(3 * 784))
@@ -362,7 +377,8 @@ def test_labels_outside_the_classes_in_a_dataset_file(tmp_path):
 # ------------------------------------------------------------------ Ctrl-C
 
 @pytest.mark.parametrize("stop_at, hint", [
-    (0, "; no epoch had finished, nothing was saved"),
+    (0, "; no epoch had finished, nothing was written ({out} is as it was; the same "
+        "command starts again)"),
     (1, "; epoch 1 is saved in {out} (--resume continues from it)"),
 ])
 def test_ctrl_c_says_what_was_saved(tmp_path, capsys, monkeypatch, stop_at, hint):
@@ -384,5 +400,6 @@ def test_ctrl_c_says_what_was_saved(tmp_path, capsys, monkeypatch, stop_at, hint
     err = capsys.readouterr().err
     assert err == f"bsnn train: interrupted{hint.format(out=out)}\n"
     assert (out / "checkpoint.pt").exists() == (stop_at > 0)
+    assert out.exists() == (stop_at > 0)  # issue 25, item 6: no config.json left behind
     if stop_at:
         assert json.loads((out / "metrics.json").read_text())[-1]["epoch"] == 1

@@ -3,10 +3,10 @@ import os
 import pytest
 import torch
 
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_save, load_model,
-                                      load_state_checked, read_model_file, safe_torch_load,
-                                      save_model)
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_save, load_state_checked,
+                                      read_model_file, safe_torch_load, save_model)
+from bsnn_bindsnet.training.models import load_model
 
 
 def test_interrupted_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):

@@ -4,13 +4,13 @@ import sys
 
 import pytest
 
-from bsnn_bindsnet.cli import main
+from bsnn_bindsnet.cli.main import main
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["convert", "--help"],
                                   ["simulate", "--help"]])
 def test_help_imports_neither_torch_nor_bindsnet_nor_matplotlib(argv):
-    code = ("import sys\nimport bsnn_bindsnet\nfrom bsnn_bindsnet.cli import main\n"
+    code = ("import sys\nimport bsnn_bindsnet\nfrom bsnn_bindsnet.cli.main import main\n"
             f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
             "print([m for m in ('torch', 'bindsnet', 'gymnasium', 'matplotlib', 'cv2') "
             "if m in sys.modules])")
@@ -19,8 +19,8 @@ def test_help_imports_neither_torch_nor_bindsnet_nor_matplotlib(argv):
 
 
 def test_simulate_offers_every_encoding_of_the_library():
-    from bsnn_bindsnet.cli import build_parser
-    from bsnn_bindsnet.encoding import ENCODINGS
+    from bsnn_bindsnet.cli.main import build_parser
+    from bsnn_bindsnet.snn.encoding import ENCODINGS
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     enc = next(a for a in sub.choices["simulate"]._actions if a.dest == "encoding")
@@ -29,8 +29,8 @@ def test_simulate_offers_every_encoding_of_the_library():
 
 def test_convert_offers_the_choices_of_the_library():
     # cli.py spells the choices out (no torch import for --help): they must match convert's.
-    from bsnn_bindsnet.cli import build_parser
-    from bsnn_bindsnet.convert import MAXPOOL_AFTER, RESETS, V_INITS
+    from bsnn_bindsnet.cli.main import build_parser
+    from bsnn_bindsnet.conversion.convert import MAXPOOL_AFTER, RESETS, V_INITS
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     actions = {a.dest: a for a in sub.choices["convert"]._actions}
@@ -45,7 +45,7 @@ def test_convert_offers_the_choices_of_the_library():
 def test_package_attribute_is_lazy():
     import bsnn_bindsnet
 
-    assert bsnn_bindsnet.sign_nonzero.__module__ == "bsnn_bindsnet.functional"
+    assert bsnn_bindsnet.sign_nonzero.__module__ == "bsnn_bindsnet.snn.functional"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         bsnn_bindsnet.nope  # noqa: B018
 
@@ -133,7 +133,7 @@ def test_direct_route_train_convert_simulate(tmp_path, capsys):
 
 
 def test_train_offers_every_input_coding_of_the_direct_model():
-    from bsnn_bindsnet.cli import build_parser
+    from bsnn_bindsnet.cli.main import build_parser
     from bsnn_bindsnet.direct.model import CODINGS
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
@@ -173,7 +173,7 @@ def _mnist_idx(directory, n_train=8, n_test=4):
     """The four MNIST IDX files, written with the package's own writer: random 28x28 images."""
     import torch
 
-    from bsnn_bindsnet.data_formats import write_idx
+    from bsnn_bindsnet.data.formats import write_idx
 
     gen = torch.Generator().manual_seed(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
@@ -207,7 +207,7 @@ def test_mnist_trains_the_fashion_mnist_recipe_from_idx_files(tmp_path, capsys, 
 
 
 def test_every_registered_dataset_with_a_family_has_presets_and_mnist_copies_fmnist():
-    from bsnn_bindsnet.data import DATASETS
+    from bsnn_bindsnet.data.registry import DATASETS
     from bsnn_bindsnet.training.recipes import PRESETS
 
     for info in DATASETS.values():

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bsnn_bindsnet.connections import (
+from bsnn_bindsnet.snn.connections import (
     AvgPool2dConnection,
     BinaryConnection,
     BinaryConv2dConnection,
@@ -15,8 +15,8 @@ from bsnn_bindsnet.connections import (
     FullPrecisionConv2dConnection,
     MaxPool2dConnection,
 )
-from bsnn_bindsnet.functional import sign_nonzero
-from bsnn_bindsnet.nodes import ReadoutNodes, SubtractiveIFNodes
+from bsnn_bindsnet.snn.functional import sign_nonzero
+from bsnn_bindsnet.snn.nodes import ReadoutNodes, SubtractiveIFNodes
 
 with warnings.catch_warnings():
     from bindsnet.network import Network

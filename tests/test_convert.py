@@ -16,17 +16,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
-from bsnn_bindsnet.ann.models import get_model
+from bsnn_bindsnet.training.models import get_model
 from bsnn_bindsnet.checkpoint import CheckpointError, save_model
-from bsnn_bindsnet.connections import (AvgPool2dConnection, BinaryConnection,
+from bsnn_bindsnet.snn.connections import (AvgPool2dConnection, BinaryConnection,
                                        BinaryConv2dConnection, FullPrecisionConnection,
                                        FullPrecisionConv2dConnection, MaxPool2dConnection)
-from bsnn_bindsnet.convert import MAXPOOL_AFTER, BSNNPlan, ann_to_bsnn, plan_layers
-from bsnn_bindsnet.data import load_dataset
-from bsnn_bindsnet.encoding import constant_current
-from bsnn_bindsnet.network import build_network, load_network, load_plan, save_plan
-from bsnn_bindsnet.nodes import ReadoutNodes, ResetIFNodes, SubtractiveIFNodes
-from bsnn_bindsnet.simulate import SpikeCounter, simulate
+from bsnn_bindsnet.conversion.convert import MAXPOOL_AFTER, BSNNPlan, ann_to_bsnn, plan_layers
+from bsnn_bindsnet.data.registry import load_dataset
+from bsnn_bindsnet.snn.encoding import constant_current
+from bsnn_bindsnet.snn.network import build_network, load_network, load_plan, save_plan
+from bsnn_bindsnet.snn.nodes import ReadoutNodes, ResetIFNodes, SubtractiveIFNodes
+from bsnn_bindsnet.snn.plan import Synapse
+from bsnn_bindsnet.simulation.simulate import SpikeCounter, simulate
 
 with warnings.catch_warnings():
     from bindsnet.network.monitors import Monitor
@@ -110,12 +111,14 @@ def two_layer_mlp() -> nn.Sequential:
 
 # --------------------------------------------------------------------------- reference simulator
 
-def reference_current(syn: dict, s: Tensor) -> Tensor:
-    """Input current of one synapse given the presynaptic output ``s`` (plain PyTorch).
+def reference_current(syn: Synapse, s: Tensor) -> Tensor:
+    """Input current of one synapse given the presynaptic output ``s`` (plain PyTorch, read
+    from the synapse's file layout ``to_dict()``).
 
     Binary synapses run the MAC on the +-1 sign and apply alpha last, as the paper's binary
     accumulate does; full-precision ones add the bias before the (linear) average pooling.
     """
+    syn = syn.to_dict()
     x = s.float()
     if syn["type"] == "avgpool":
         return F.avg_pool2d(x, syn["kernel_size"], syn["stride"], syn["padding"],
@@ -211,7 +214,7 @@ def test_plan_layers_for_each_pooling_placement(placement):
     pool, position = placement
     model = seeded_model(pool=pool, pool_position=position)
     layers = plan_layers(model, (1, 8, 8))
-    got = [(l.name, l.kind, l.shape, l.source, l.synapse["type"], l.synapse.get("pool"))
+    got = [(l.name, l.kind, l.shape, l.source, l.synapse.type, getattr(l.synapse, "pool", None))
            for l in layers]
     assert got == PLANS[placement]
     assert all(l.thresh is None for l in layers)  # set later by ann_to_bsnn
@@ -239,7 +242,7 @@ def test_built_network_has_the_planned_connections(calib, placement):
 
 def test_thresholds_are_lambda_over_source_lambda(calib):
     plan = ann_to_bsnn(seeded_model(pool="max", pool_position="before"), calib, build=False)
-    lam = plan.info["lambdas"]
+    lam = plan.info.lambdas
     assert set(lam) == set(plan.spiking)
     assert all(v > 0 for v in lam.values())
     for layer in plan.layers:
@@ -247,8 +250,8 @@ def test_thresholds_are_lambda_over_source_lambda(calib):
             src = 1.0 if layer.source == "input" else lam[layer.source]
             assert layer.thresh == pytest.approx(lam[layer.name] / src, rel=1e-12)
     assert plan.layers[-1].thresh is None
-    assert plan.info["percentile"] == 99.7 and plan.info["statistic"] == "all"
-    assert plan.info["calibration_samples"] == 64
+    assert plan.info.percentile == 99.7 and plan.info.statistic == "all"
+    assert plan.info.calibration_samples == 64
 
 
 @pytest.mark.parametrize("placement, statistic", [(("avg", "after"), "all"),
@@ -275,7 +278,7 @@ def test_lambdas_are_percentiles_of_the_relu_activations(calib, placement, stati
     for name, act in acts.items():
         values = act.flatten() if statistic == "all" else act.amax(1)
         expected = torch.quantile(values.double(), 0.997).item()
-        assert plan.info["lambdas"][name] == pytest.approx(expected, rel=1e-5), name
+        assert plan.info.lambdas[name] == pytest.approx(expected, rel=1e-5), name
 
 
 def test_reset_and_v_init_choose_the_nodes(calib):
@@ -384,7 +387,7 @@ def test_nested_sequentials_are_flattened():
     assert [(l.name, l.point, l.source) for l in layers] == [
         ("block.relu1", "block.relu1", "input"), ("readout", None, "block.relu1")]
     plan = ann_to_bsnn(model, torch.rand(6, 4), build=False)
-    assert set(plan.info["lambdas"]) == {"block.relu1"}
+    assert set(plan.info.lambdas) == {"block.relu1"}
 
 
 # --------------------------------------------------------------------------- binary weights
@@ -501,7 +504,7 @@ def test_extra_if_layer_lambda_includes_a_folded_avg_pool():
     # The layer conv1_if integrates avgpool(conv1(x)): its lambda is that signal's max.
     with torch.no_grad():
         expected = model.avg1(model.conv1(x)).clamp(min=0).max().item()
-    assert plan.info["lambdas"]["conv1_if"] == pytest.approx(expected, rel=1e-6)
+    assert plan.info.lambdas["conv1_if"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_rates_converge_to_the_ann_relu_outputs():
@@ -516,7 +519,7 @@ def test_rates_converge_to_the_ann_relu_outputs():
     model = two_layer_mlp()
     x = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 1.0], [0.2, 0.4, 0.6, 0.8]])
     net = ann_to_bsnn(model, x, percentile=100, v_init="zero")
-    lam = net.bsnn_plan.info["lambdas"]["relu1"]
+    lam = net.bsnn_plan.info.lambdas["relu1"]
     assert lam == pytest.approx(0.75)
     assert net.bsnn_plan.layers[0].thresh == pytest.approx(0.75)
 
@@ -574,17 +577,17 @@ def test_biases_are_divided_by_the_source_lambda():
     model = biased_mlp()
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     plan = ann_to_bsnn(model, x, percentile=100, build=False)
-    assert plan.info["lambdas"] == pytest.approx({"relu1": 3.0, "relu2": 6.0})
+    assert plan.info.lambdas == pytest.approx({"relu1": 3.0, "relu2": 6.0})
     assert [l.thresh for l in plan.layers] == pytest.approx([3.0, 2.0, None])
-    biases = [l.synapse["bias"].tolist() for l in plan.layers]
+    biases = [l.synapse.bias.tolist() for l in plan.layers]
     assert biases == [pytest.approx([1.0, 0.0]), pytest.approx([1.0, -0.5]),
                       pytest.approx([0.2])]
-    assert plan.info["bias_rescaled"] is True
+    assert plan.info.bias_rescaled is True
     # The caller's model keeps its biases, and the plan holds tensors of its own.
     assert model.fc2.bias.tolist() == [3.0, -1.5] and model.fc3.bias.tolist() == [
         pytest.approx(1.2)]
     for layer, module in zip(plan.layers, (model.fc1, model.fc2, model.fc3)):
-        assert layer.synapse["bias"].data_ptr() != module.bias.data_ptr()
+        assert layer.synapse.bias.data_ptr() != module.bias.data_ptr()
 
 
 def scaled_biased_mlp(s1: float, s2: float) -> tuple[nn.Sequential, Tensor]:
@@ -617,7 +620,7 @@ def test_biased_network_agrees_with_the_ann(s1, s2):
         y = model(x).argmax(1)
     assert y.bincount(minlength=3).min() >= 20  # not a constant predictor
     plan = ann_to_bsnn(model, x, percentile=100, build=False)
-    lam = plan.info["lambdas"]
+    lam = plan.info.lambdas
     assert min(abs(np.log10(v)) for v in lam.values()) > 0.6  # lambdas 4x or more from 1
     result = simulate(build_network(plan), (x, y), 256, per_sample=True)
     assert (result.step_predictions[-1] == y).float().mean().item() == 1.0
@@ -660,10 +663,10 @@ def test_max_pool_after_relu_passes_the_spike_or_on(reset, v_init, one_step):
     model = max_after_model()
     x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     plan = ann_to_bsnn(model, x, reset=reset, v_init=v_init, build=False)
-    assert plan.info["maxpool_after"] == "or" and plan.info["relay_layers"] == ["pool1"]
+    assert plan.info.maxpool_after == "or" and plan.info.relay_layers == ["pool1"]
     pool = plan.layers[1]
     assert (pool.name, pool.source, pool.thresh) == ("pool1", "relu1", 1.0)
-    assert plan.info["lambdas"]["pool1"] == plan.info["lambdas"]["relu1"]
+    assert plan.info.lambdas["pool1"] == plan.info.lambdas["relu1"]
     assert plan.layers[2].source == "pool1"  # the readout reads the relayed OR
 
     steps = 24
@@ -688,8 +691,8 @@ def test_max_pool_after_relu_as_an_extra_if_layer():
     model = max_after_model()
     x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     plan = ann_to_bsnn(model, x, maxpool_after="if", build=False)
-    lam = plan.info["lambdas"]
-    assert plan.info["maxpool_after"] == "if" and plan.info["relay_layers"] == []
+    lam = plan.info.lambdas
+    assert plan.info.maxpool_after == "if" and plan.info.relay_layers == []
     with torch.no_grad():
         pooled = model.pool1(model.relu1(model.conv1(x)))
     assert lam["pool1"] == pytest.approx(torch.quantile(pooled.flatten(), 0.997).item(),
@@ -698,8 +701,8 @@ def test_max_pool_after_relu_as_an_extra_if_layer():
     assert plan.layers[1].thresh != 1.0
     # Same topology and synapses with either option; only the pool's threshold differs.
     relay = ann_to_bsnn(model, x, build=False)
-    assert [(l.name, l.source, l.synapse["type"]) for l in plan.layers] == \
-        [(l.name, l.source, l.synapse["type"]) for l in relay.layers]
+    assert [(l.name, l.source, l.synapse.type) for l in plan.layers] == \
+        [(l.name, l.source, l.synapse.type) for l in relay.layers]
     assert MAXPOOL_AFTER == ("or", "if")
 
 
@@ -716,9 +719,10 @@ def test_save_load_round_trip(calib, digits_batch, tmp_path):
     assert [(l.name, l.kind, l.shape, l.source, l.point, l.thresh) for l in loaded.layers] == \
         [(l.name, l.kind, l.shape, l.source, l.point, l.thresh) for l in plan.layers]
     for a, b in zip(plan.layers, loaded.layers):
-        assert type(a.synapse) is type(b.synapse) and a.synapse.keys() == b.synapse.keys()
-        for k, v in a.synapse.to_dict().items():
-            assert torch.equal(v, b.synapse[k]) if isinstance(v, Tensor) else v == b.synapse[k]
+        da, db = a.synapse.to_dict(), b.synapse.to_dict()
+        assert type(a.synapse) is type(b.synapse) and da.keys() == db.keys()
+        for k, v in da.items():
+            assert torch.equal(v, db[k]) if isinstance(v, Tensor) else v == db[k]
     x, y = digits_batch
     direct = simulate(build_network(plan), (x, y), 8, per_sample=True)
     rebuilt = simulate(load_network(path), (x, y), 8, per_sample=True)

@@ -1,4 +1,4 @@
-"""Tests for bsnn_bindsnet.data: fixtures are written by hand into tmp_path at test time."""
+"""Tests for bsnn_bindsnet.data.registry: fixtures are written by hand into tmp_path at test time."""
 
 import gzip
 import pickle
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from bsnn_bindsnet import data, data_sources
-from bsnn_bindsnet.data import (
+from bsnn_bindsnet.data import registry as data, sources as data_sources
+from bsnn_bindsnet.data.registry import (
     DATASETS,
     DatasetInfo,
     DatasetNotFoundError,
@@ -127,9 +127,23 @@ def test_tensor_dataset_normalizes_and_cuts_the_calib_split():
     info = DatasetInfo("toy", (1, 2, 2), 2, (0.5,), (0.25,))
     x, y = torch.full((5, 1, 2, 2), 0.75), torch.tensor([0, 1, 0, 1, 1])
     train = data.tensor_dataset(info, x, y, "train", calib_size=3)
-    assert torch.equal(train.tensors[0], torch.ones(5, 1, 2, 2))   # (0.75 - 0.5) / 0.25
+    assert torch.equal(train.tensors[0], torch.ones(4, 1, 2, 2))   # (0.75 - 0.5) / 0.25; 1 in val
     calib = data.tensor_dataset(info, x, y, "calib", calib_size=3)
     assert torch.equal(calib.tensors[1], y[data.calib_indices(5, 3)])
+
+
+def test_val_is_held_out_of_train_and_calib():
+    """Issue 22: 5,000 of 60,000 (1/12) held out; train and val partition the training images,
+    calib is drawn from train only."""
+    assert data.val_size(60000) == 5000 and data.val_size(1437) == 120 and data.val_size(5) == 1
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    val, train = data.split_indices(12, "val"), data.split_indices(12, "train")
+    assert torch.equal(val, perm[11:].sort().values)               # the permutation's last 1/12
+    assert sorted(val.tolist() + train.tolist()) == list(range(12))
+    calib = data.split_indices(12, "calib", 20)                    # clipped to the 11 outside val
+    assert len(calib) == 11 and not set(calib.tolist()) & set(val.tolist())
+    with pytest.raises(ValueError, match="'train', 'val' or 'calib'"):
+        data.split_indices(12, "test")
     with pytest.raises(ValueError, match="label 2"):
         data.tensor_dataset(info, x, torch.tensor([0, 1, 2, 0, 0]), "train", calib_size=3)
     with pytest.raises(ValueError, match=r"expected images \[N, 1, 2, 2\]"):
@@ -264,12 +278,14 @@ def test_fashion_mnist_from_data_root(tmp_path, layout, gz):
 def test_bsnn_data_root_env_is_searched(tmp_path, monkeypatch):
     write_mnist_like(tmp_path / "env" / "MNIST" / "raw", gz=False)
     monkeypatch.setenv("BSNN_DATA_ROOT", str(tmp_path / "env"))
+    (tmp_path / "empty").mkdir()  # an existing folder without the files (a missing one is refused)
     x, _ = load_dataset("mnist", "train", data_root=tmp_path / "empty")[0]
     assert x.shape == (1, 28, 28)
 
 
 def test_missing_mnist_lists_paths_and_download_hint(tmp_path):
     missing = tmp_path / "nothing"
+    missing.mkdir()  # an empty folder: searched, then listed
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("mnist", "test", data_root=missing)
     message = str(err.value)
@@ -281,6 +297,7 @@ def test_missing_mnist_lists_paths_and_download_hint(tmp_path):
 
 def test_missing_fashion_mnist_mentions_debian_package(tmp_path, monkeypatch):
     monkeypatch.setattr(data_sources, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist", "train", data_root=tmp_path / "nothing")
 
@@ -350,6 +367,7 @@ def test_cifar100_augmented_crop_is_a_shift_of_the_padded_image(tmp_path):
 
 
 def test_missing_cifar100_message(tmp_path):
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("cifar100", "train", data_root=tmp_path / "nothing")
     assert str(tmp_path / "nothing" / "cifar-100-python") in str(err.value)
@@ -376,6 +394,7 @@ def test_imagenet_folder_loads_and_calib_is_deterministic(tmp_path):
 
 
 def test_imagenet_missing_says_no_download(tmp_path):
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(DatasetNotFoundError, match="image-net.org"):
         load_dataset("imagenet", "test", data_root=tmp_path / "nothing")
 
@@ -423,6 +442,7 @@ def test_a_registered_idx_dataset_reads_its_files_from_data_root(tmp_path):
     try:
         train = load_dataset("letters", "train", data_root=tmp_path / "letters")
         calib = load_dataset("letters", "calib", data_root=tmp_path / "letters")
+        (tmp_path / "nothing").mkdir()
         with pytest.raises(DatasetNotFoundError, match="letters: no directory holds"):
             load_dataset("letters", "test", data_root=tmp_path / "nothing")
     finally:

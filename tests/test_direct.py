@@ -94,7 +94,7 @@ def test_exported_network_reproduces_every_spike_and_the_readout(coding, v_init)
     assert (spikes < 0).any() == (coding != "poisson-intensity")  # intensity: 0/1 spikes
     assert (coding == "current") == bool((spikes == spikes[:1]).all())  # constant over T
     plan = direct_to_plan(model)
-    assert plan.info["encoding"] == coding and plan.v_init == v_init  # `bsnn simulate` uses
+    assert plan.info.encoding == coding and plan.v_init == v_init  # `bsnn simulate` uses
     with torch.no_grad():
         logits, outs = model.run(spikes)
     assert all(o.sum() > 0 for o in outs)  # every layer is active: the test has teeth
@@ -105,19 +105,19 @@ def test_exported_network_reproduces_every_spike_and_the_readout(coding, v_init)
 
 
 def test_plan_has_binary_integer_macs_folded_thresholds_and_round_trips(tmp_path):
-    from bsnn_bindsnet.network import load_plan, save_plan
+    from bsnn_bindsnet.snn.network import load_plan, save_plan
 
     plan = direct_to_plan(_random_bn_model())
     hidden = [layer for layer in plan.layers if layer.kind == "if"]
-    assert [layer.synapse["binary"] for layer in hidden] == [False, True, True, True]
-    assert all(torch.equal(layer.synapse["scale"], torch.ones_like(layer.synapse["scale"]))
+    assert [layer.synapse.binary for layer in hidden] == [False, True, True, True]
+    assert all(torch.equal(layer.synapse.scale, torch.ones_like(layer.synapse.scale))
                for layer in hidden[1:])
-    assert [layer.residual["source"] if layer.residual else None for layer in hidden] == [
+    assert [layer.residual.source if layer.residual else None for layer in hidden] == [
         None, None, "block1", "block2"]
-    assert hidden[2].residual["synapse"]["scale"].unique().tolist() == [0.5]
-    assert torch.equal(hidden[2].residual["synapse"]["sign"], hidden[2].synapse["sign"])
+    assert hidden[2].residual.synapse.scale.unique().tolist() == [0.5]
+    assert torch.equal(hidden[2].residual.synapse.sign, hidden[2].synapse.sign)
     loaded = load_plan(save_plan(plan, tmp_path / "direct.pt"))
-    assert loaded.layers[2].residual["source"] == "block1"
+    assert loaded.layers[2].residual.source == "block1"
     torch.testing.assert_close(loaded.layers[1].thresh, plan.layers[1].thresh)
 
 
@@ -135,8 +135,8 @@ def test_direct_to_plan_rejects_an_ann():
 
 def test_batchnorm_folding_keeps_predictions_of_a_trained_model(tmp_path):
     from bsnn_bindsnet.training.fit import RunConfig, fit
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.data.registry import load_dataset
 
     hist = fit(RunConfig(preset="digits-direct", out_dir=str(tmp_path), epochs=3,
                          progress=False))
@@ -172,7 +172,8 @@ def test_presets_use_the_papers_residual_indicator_f_1():
 
 def test_a_model_file_without_residual_factor_loads_with_the_f_it_was_trained_with(tmp_path):
     # files written before residual_factor was recorded were trained with the old default 0.5
-    from bsnn_bindsnet.checkpoint import load_model, save_model
+    from bsnn_bindsnet.checkpoint import save_model
+    from bsnn_bindsnet.training.models import load_model
 
     torch.manual_seed(0)
     model = DirectBSNN(("c4", "c4", "c4r", "f8"), input_shape=(1, 6, 6), num_classes=3,
@@ -188,3 +189,41 @@ def test_a_model_file_without_residual_factor_loads_with_the_f_it_was_trained_wi
     save_model(model, tmp_path / "new.pt", name="direct_bsnn",
                model_kwargs={**old, "residual_factor": 1.0})
     assert load_model(tmp_path / "new.pt").residual_factor == 1.0
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_readout_batchnorm_of_algorithm_1_step_19_folds_into_the_exported_readout(affine):
+    torch.manual_seed(0)
+    model = DirectBSNN(("c8p", "c8", "f16"), input_shape=(1, 8, 8), num_classes=5, timesteps=6,
+                       coding="current", readout_norm=True, affine=affine)
+    assert model.readout_norm is not None and model.readout_norm.affine == affine
+    for bn in [*model.norms, model.readout_norm]:
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        if affine:
+            bn.weight.data.uniform_(-1.5, 1.5)
+            bn.bias.data.uniform_(-0.3, 0.6)
+    model.eval()
+    spikes = model.encode(torch.randn(7, 1, 8, 8))
+    with torch.no_grad():
+        logits, outs = model.run(spikes)
+    steps, readout = _bindsnet_steps(direct_to_bsnn(model), spikes)
+    assert outs[-1].sum() > 0
+    torch.testing.assert_close(readout, logits, rtol=1e-5, atol=1e-5)
+    # without the option the readout has no batch-norm and no bias, as before
+    assert DirectBSNN(("c8p", "f16"), input_shape=(1, 8, 8)).readout_norm is None
+
+
+def test_readout_batchnorm_folding_by_hand():
+    model = DirectBSNN(("f2",), input_shape=(1, 1, 2), num_classes=1, timesteps=2,
+                       quant="fp", readout_norm=True).eval()
+    model.readout.weight.data = torch.tensor([[1.0, 2.0]])
+    bn = model.readout_norm
+    bn.running_mean.fill_(1.0)
+    bn.running_var.fill_(4.0 - bn.eps)       # sigma = 2
+    bn.weight.data.fill_(3.0)
+    bn.bias.data.fill_(0.5)
+    syn = direct_to_plan(model).layers[-1].synapse
+    # gamma/sigma * W = 1.5 * [1, 2]; bias beta - gamma*mu/sigma = 0.5 - 1.5 = -1
+    assert syn.matrix.tolist() == [[1.5, 3.0]]
+    assert syn.bias.tolist() == [-1.0]

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from bsnn_bindsnet.distributed import epoch_shard, merge, shard, simulate_sharded
+from bsnn_bindsnet.simulation.distributed import epoch_shard, merge, shard, simulate_sharded
 
 
 def _failure(stderr: str) -> str:
@@ -23,23 +23,23 @@ def test_shard_is_contiguous_and_covers_everything():
 
 @pytest.fixture(scope="module")
 def plan():
-    from bsnn_bindsnet.ann.models import get_model
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.data import load_dataset
+    from bsnn_bindsnet.training.models import get_model
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.data.registry import load_dataset
 
     torch.manual_seed(0)
     model = get_model("vgg_tiny", quant="bwn", input_shape=(1, 8, 8), num_classes=10)
     plan = ann_to_bsnn(model, load_dataset("digits", "calib"), build=False)
-    plan.info["dataset"] = "digits"
+    plan.info.dataset = "digits"
     return plan
 
 
 def test_merged_shards_equal_one_run(plan):
     from torch.utils.data import Subset
 
-    from bsnn_bindsnet.data import load_dataset
-    from bsnn_bindsnet.network import build_network
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.data.registry import load_dataset
+    from bsnn_bindsnet.snn.network import build_network
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     data = Subset(load_dataset("digits", "test"), range(50))
     full = simulate(build_network(plan), data, 6, per_sample=True, per_neuron=True)
@@ -59,12 +59,12 @@ def test_merged_shards_equal_one_run(plan):
 
 
 def test_bsnn_simulate_on_two_processes_equals_one(plan, tmp_path):
-    from bsnn_bindsnet.network import save_plan
+    from bsnn_bindsnet.snn.network import save_plan
 
     path = save_plan(plan, tmp_path / "net.pt")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     env["OMP_NUM_THREADS"] = "1"
-    base = ["-m", "bsnn_bindsnet.cli", "simulate", str(path), "--timesteps", "8", "--limit",
+    base = ["-m", "bsnn_bindsnet.cli.main", "simulate", str(path), "--timesteps", "8", "--limit",
             "90", "--batch-size", "16", "--no-progress"]
     subprocess.run([sys.executable, *base, "--out", str(tmp_path / "one")], check=True,
                    env=env, capture_output=True)
@@ -87,14 +87,14 @@ def test_epoch_shard_gives_every_rank_the_same_count():
 
 def test_bsnn_train_on_two_processes(tmp_path):
     from bsnn_bindsnet.training.loop import evaluate
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.data import load_dataset, make_loader
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.data.registry import load_dataset, make_loader
 
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
     env["OMP_NUM_THREADS"] = "1"
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc-per-node", "2", "-m", "bsnn_bindsnet.cli", "train",
+                           "--nproc-per-node", "2", "-m", "bsnn_bindsnet.cli.main", "train",
                            "--preset", "digits-fp", "--epochs", "2", "--train-subset", "256",
                            "--out", str(out), "--no-progress"],
                           env=env, capture_output=True, text=True)
@@ -110,7 +110,7 @@ def test_bsnn_train_on_two_processes(tmp_path):
 def test_finish_leaves_the_process_group(tmp_path):
     import torch.distributed as dist
 
-    from bsnn_bindsnet.distributed import finish
+    from bsnn_bindsnet.simulation.distributed import finish
 
     finish()  # no group: nothing to do
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,

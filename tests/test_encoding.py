@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from bsnn_bindsnet.encoding import constant_current, encode, poisson_intensity, poisson_signed
+from bsnn_bindsnet.snn.encoding import constant_current, encode, poisson_intensity, poisson_signed
 
 
 @pytest.fixture

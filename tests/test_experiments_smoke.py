@@ -51,8 +51,8 @@ def test_early_exit_study_is_consistent(tmp_path, runs):
     assert study["measured_mean_exit"] == pytest.approx(study["mean_exit"])
     if study["met"]:
         assert study["exit_accuracy"] >= study["accuracy_at_t_ref"] - study["tolerance"] - 1e-12
-    # chosen on 64 calibration images, scored on 64 test images; capped at T_ref
-    assert study["n_calib"] == 64 and study["n_test"] == 64
+    # chosen on 64 validation images, scored on 64 test images; capped at T_ref
+    assert study["n_val"] == 64 and study["n_test"] == 64
     for chosen in (study, study["selected_on_test"]):
         assert chosen["mean_exit"] <= chosen["t_ref"] and chosen["timestep_saving"] >= 0
         assert chosen["no_saving"] == (chosen["mean_exit"] == chosen["t_ref"])
@@ -62,10 +62,10 @@ def test_early_exit_study_is_consistent(tmp_path, runs):
     assert sum(study["histogram"][study["t_ref"]:]) == 0  # nobody runs past T_ref
     assert study["sweep"][-1]["threshold"] is None  # +inf: the fixed latency itself
     assert study["sweep"][-1]["accuracy"] == study["accuracy_at_t_ref"]
-    assert study["calib"]["sweep"][-1]["mean_exit"] == study["t_ref"]
+    assert study["val"]["sweep"][-1]["mean_exit"] == study["t_ref"]
 
 
-def test_fig8_chooses_the_percentile_on_calibration():
+def test_fig8_chooses_the_percentile_with_the_fewest_ops():
     from experiments.fig8_percentile import choose_percentile
 
     assert choose_percentile({100.0: 0.5, 99.9: 0.3, 99.0: None}) == 99.9
@@ -73,19 +73,21 @@ def test_fig8_chooses_the_percentile_on_calibration():
     assert choose_percentile({100.0: None, 99.9: None}) is None
 
 
-def test_fig8_smoke_reports_a_calibration_choice(tmp_path, runs):
+def test_fig8_smoke_reports_a_validation_choice(tmp_path, runs):
     from experiments import fig8_percentile
 
     fig8_percentile.main(["--smoke", "--out-dir", str(tmp_path), "--percentiles", "100",
                           "99.0", *runs])
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     choice = results["choice"]
-    assert choice["n_calib"] == 64 and set(results["calib_curves"]) == {"100.0", "99.0"}
+    assert choice["n_val"] == 64 and set(results["val_curves"]) == {"100.0", "99.0"}
+    for q, curve in results["val_curves"].items():  # T_val comes from the val curve alone
+        target = choice["ann_val"] - 0.01
+        t_val = next((t for t, a in enumerate(curve["accuracy"], 1) if a >= target), None)
+        assert results["curves"][q]["within_1pt_on_val"]["t_val"] == t_val
     if choice["percentile"] is not None:
-        calib = results["calib_curves"][str(choice["percentile"])]
         assert choice["test_ops"] == results["curves"][str(choice["percentile"])][
-            "normalized_ops"][choice["t_calib"] - 1]
-        assert calib["ops_within_1pt"] == calib["normalized_ops"][choice["t_calib"] - 1]
+            "normalized_ops"][choice["t_val"] - 1]
 
 
 def test_table1_rows_and_fig9_reuses_fig6(tmp_path, runs):
@@ -95,7 +97,7 @@ def test_table1_rows_and_fig9_reuses_fig6(tmp_path, runs):
     assert set(rows) == {"SNN", "B-SNN"}
     for r in rows.values():
         assert 0 < r["ops_at_t_ref"] and 0 < r["ops_with_exit"] <= r["ops_at_t_ref"] + 1e-12
-        assert 1 <= r["mean_exit"] <= r["t_ref"] <= 16 and r["n_calib"] == 64
+        assert 1 <= r["mean_exit"] <= r["t_ref"] <= 16 and r["n_val"] == 64
         assert r["timestep_saving"] >= 0 and len(r["accuracy_at_t_ref_interval"]) == 2
     fig6 = fig6_reset_ifr.main(["--smoke", "--out-dir", str(tmp_path / "f6"), *runs])
     out = fig9_ops_accuracy.main(["--smoke", "--out-dir", str(tmp_path / "f9"), "--from",
@@ -112,6 +114,7 @@ def test_fig3_smoke_writes_four_curves_and_a_plot(tmp_path):
     rows = fig3_training_curves.main(["--smoke", "--out-dir", str(tmp_path)])
     assert [r["run"] for r in rows] == ["fp", "bwn", "bwn-scratch", "xnor"]
     assert all(r["epochs"] == 2 and 0.0 <= r["final_test_acc"] <= 1.0 for r in rows)
+    assert all(r["best_on_val"]["epoch"] in (1, 2) for r in rows)
     assert (tmp_path / "fig3_training_curves.png").stat().st_size > 10_000
     # a second call reuses the finished runs instead of training again
     again = fig3_training_curves.main(["--smoke", "--out-dir", str(tmp_path)])

@@ -9,12 +9,12 @@ import json
 import pytest
 import torch
 
-from bsnn_bindsnet.cli import main
-from bsnn_bindsnet.data import DATASETS, load_dataset, unregister_dataset
+from bsnn_bindsnet.cli.main import main
+from bsnn_bindsnet.data.registry import DATASETS, load_dataset, unregister_dataset
 from bsnn_bindsnet.training.recipes import FAMILIES, PRESETS
 
 # --- docs: a new dataset ------------------------------------------------------------------
-from bsnn_bindsnet.data import DatasetInfo, register_dataset, tensor_dataset
+from bsnn_bindsnet.data.registry import DatasetInfo, register_dataset, tensor_dataset
 from bsnn_bindsnet.training.recipes import PresetFamily, Recipe, register_family
 
 

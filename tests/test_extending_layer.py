@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bsnn_bindsnet.convert import DEFAULT_MAPPING, IFActivation, ann_to_bsnn, register_rule
-from bsnn_bindsnet.network import build_network
-from bsnn_bindsnet.simulate import simulate
+from bsnn_bindsnet.conversion.convert import DEFAULT_MAPPING, IFActivation, ann_to_bsnn, register_rule
+from bsnn_bindsnet.snn.network import build_network
+from bsnn_bindsnet.simulation.simulate import simulate
 
 
 class ClipReLU(nn.Module):
@@ -46,7 +46,7 @@ def test_a_clipped_relu_maps_to_an_if_layer_without_calibration():
     hidden = plan.layers[0]
     assert (hidden.name, hidden.kind, hidden.shape) == ("1", "if", (4,))
     assert hidden.fixed_lambda == 2.0 and hidden.thresh == 2.0  # lambda_input = 1
-    assert plan.info["lambdas"] == {"1": 2.0} and plan.info["calibration_samples"] is None
+    assert plan.info.lambdas == {"1": 2.0} and plan.info.calibration_samples is None
 
     # SIF with v(0) = theta / 2 under a constant current z fires floor(T z / theta + 1/2)
     # times in T steps, at most once per step: the rounded ANN activation clip(z, 0, 2) / 2.

@@ -22,13 +22,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bsnn_bindsnet import neurons
-from bsnn_bindsnet.convert import ann_to_bsnn
+from bsnn_bindsnet.snn import neurons
+from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 from bsnn_bindsnet.direct.surrogate import if_sequence
-from bsnn_bindsnet.network import build_network, load_plan, save_plan
-from bsnn_bindsnet.nodes import BinaryIFNodes
-from bsnn_bindsnet.plan import BSNNPlan, LayerSpec, LinearSynapse
-from bsnn_bindsnet.simulate import simulate
+from bsnn_bindsnet.snn.network import build_network, load_plan, save_plan
+from bsnn_bindsnet.snn.nodes import BinaryIFNodes
+from bsnn_bindsnet.snn.plan import BSNNPlan, LayerSpec, LinearSynapse
+from bsnn_bindsnet.simulation.simulate import simulate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -11,7 +11,7 @@ import torch
 
 from bsnn_bindsnet.training.fit import RunConfig, fit
 from bsnn_bindsnet.training.loop import evaluate, train_one_epoch
-from bsnn_bindsnet.checkpoint import CheckpointError, read_model_file
+from bsnn_bindsnet.checkpoint import CheckpointError, atomic_save, read_model_file
 
 
 def _cfg(tmp_path, name="run", **kw):
@@ -85,7 +85,7 @@ def test_init_from_another_architecture_is_refused(tmp_path):
     fit(fp)
     blob = read_model_file(os.path.join(fp.out_dir, "model.pt"))
     blob["model"] = "mlp"
-    torch.save(blob, tmp_path / "mlp.pt")
+    atomic_save(blob, tmp_path / "mlp.pt")  # hashed again: a well-formed file of another model
     with pytest.raises(CheckpointError, match="holds a 'mlp' model"):
         fit(_cfg(tmp_path, "bwn", preset="digits-bwn", init_from=str(tmp_path / "mlp.pt")))
 
@@ -108,7 +108,7 @@ def test_nan_input_and_nan_loss_stop_with_a_clear_error():
 
 def test_killed_training_process_resumes_to_the_same_weights(tmp_path):
     """A real SIGKILL of `bsnn train`, then `--resume`."""
-    args = [sys.executable, "-m", "bsnn_bindsnet.cli", "train", "--preset", "digits-fp",
+    args = [sys.executable, "-m", "bsnn_bindsnet.cli.main", "train", "--preset", "digits-fp",
             "--epochs", "6", "--train-subset", "512", "--seed", "5", "--no-progress"]
     straight = tmp_path / "straight"
     subprocess.run(args + ["--out", str(straight)], check=True, capture_output=True)
@@ -125,3 +125,34 @@ def test_killed_training_process_resumes_to_the_same_weights(tmp_path):
     subprocess.run(args + ["--out", str(killed), "--resume"], check=True, capture_output=True)
     a, b = _weights(straight), _weights(killed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_epoch_records_the_held_out_val_split_beside_test(tmp_path):
+    """Selecting an epoch needs an accuracy on images no model trains on: the "val" split
+    (120 of digits' 1,437 training images), measured on the saved weights, not the test set."""
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.data.registry import load_dataset, make_loader
+
+    cfg = _cfg(tmp_path, epochs=1)
+    row = fit(cfg)[0]
+    model = load_model(os.path.join(cfg.out_dir, "model.pt"))
+    for split, key in (("val", "val_acc"), ("test", "test_acc")):
+        data = load_dataset("digits", split)
+        acc = evaluate(model, make_loader(data, batch_size=256, shuffle=False)).acc
+        assert row[key] == pytest.approx(acc, abs=1e-12), split
+    assert len(load_dataset("digits", "val")) == 120
+    assert round(row["val_acc"] * 120) == pytest.approx(row["val_acc"] * 120, abs=1e-9)
+    assert read_model_file(os.path.join(cfg.out_dir, "model.pt"))["meta"]["val_acc"] == \
+        row["val_acc"]
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header.index("val_acc") < header.index("test_acc")
+
+
+def test_metrics_of_a_run_resumed_from_before_val_was_recorded_keep_every_column(tmp_path):
+    from bsnn_bindsnet.training.fit import _write_metrics
+
+    old = {"epoch": 1, "train_acc": 0.5, "test_acc": 0.4}
+    new = {"epoch": 2, "train_acc": 0.6, "val_acc": 0.55, "test_acc": 0.5}
+    _write_metrics(tmp_path, [old, new])
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows == ["epoch,train_acc,test_acc,val_acc", "1,0.5,0.4,", "2,0.6,0.5,0.55"]

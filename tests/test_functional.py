@@ -1,12 +1,12 @@
-"""Hand-computed checks of the pure step functions in bsnn_bindsnet.functional."""
+"""Hand-computed checks of the pure step functions in bsnn_bindsnet.snn.functional."""
 
 import math
 
 import pytest
 import torch
 
-from bsnn_bindsnet import neurons
-from bsnn_bindsnet.functional import (
+from bsnn_bindsnet.snn import neurons
+from bsnn_bindsnet.snn.functional import (
     heaviside,
     if_step,
     if_step_,

@@ -79,13 +79,13 @@ def test_every_binary_layer_of_a_network_runs_on_the_xnor_array():
     checked = 0
     for layer in plan.layers:
         syn = layer.synapse
-        if not syn.get("binary"):
+        if not syn.binary:
             continue
         src = spikes[layer.source].flatten(0, 1)  # all steps as one batch
-        res = spikes[layer.residual["source"]].flatten(0, 1) if layer.residual else None
-        w = syn["sign"].float()
+        res = spikes[layer.residual.source].flatten(0, 1) if layer.residual else None
+        w = syn.sign.float()
         x = src if res is None else src + 0.5 * res
-        ref = F.conv2d(x, w, padding=syn["padding"]) if syn["type"] == "conv" else (
+        ref = F.conv2d(x, w, padding=syn.padding) if syn.type == "conv" else (
             x.flatten(1) @ w.T)
         torch.testing.assert_close(layer_mac(syn, src, residual=res, factor=0.5).float(), ref)
         checked += 1
@@ -100,11 +100,11 @@ def test_export_imc_round_trips_without_this_package(tmp_path):
     layers = {entry["name"]: entry for entry in meta["layers"]}
     assert [e["binary"] for e in meta["layers"]] == [False, True, True, True, False]
     for layer in plan.layers:
-        if not layer.synapse["binary"]:
+        if not layer.synapse.binary:
             continue
         entry = layers[layer.name]
         bits = np.unpackbits(arrays[f"{layer.name}/bits"], axis=1)[:, :entry["cols"]]
-        sign = layer.synapse["sign"].reshape(entry["rows"], -1).numpy()
+        sign = layer.synapse.sign.reshape(entry["rows"], -1).numpy()
         assert np.array_equal(bits.astype(np.int8) * 2 - 1, sign)
         assert np.array_equal(arrays[f"{layer.name}/m1"], (sign < 0).sum(1))
         np.testing.assert_allclose(arrays[f"{layer.name}/thresh"], layer.thresh.numpy())
@@ -115,7 +115,7 @@ def test_export_imc_round_trips_without_this_package(tmp_path):
 
 def _linear_plan(n_in, sign, residual_sign=None):
     """input -> a (n_in,) full precision -> b binary linear (+ a residual from ``input``)."""
-    from bsnn_bindsnet.convert import BSNNPlan, LayerSpec
+    from bsnn_bindsnet.conversion.convert import BSNNPlan, LayerSpec
 
     syn = {"type": "linear", "binary": True, "sign": torch.tensor(sign, dtype=torch.int8),
            "scale": torch.ones(len(sign))}
@@ -192,7 +192,7 @@ def test_a_residual_synapse_costs_energy_and_area_only_when_it_needs_its_own_row
 
 
 def _conv_plan(padding):
-    from bsnn_bindsnet.convert import BSNNPlan, LayerSpec
+    from bsnn_bindsnet.conversion.convert import BSNNPlan, LayerSpec
 
     sign = torch.tensor([[[[1, -1], [-1, 1]]], [[[1, 1], [1, 1]]]], dtype=torch.int8)
     syn = {"type": "conv", "binary": True, "sign": sign, "scale": torch.ones(2),
@@ -237,3 +237,56 @@ def test_row_energy_names_missing_or_misshapen_counts():
         row_energy(plan, {"a": torch.ones(2)}, n_samples=1)
     with pytest.raises(ValueError, match="n_samples must be positive"):
         row_energy(plan, {"a": torch.ones(3)}, n_samples=0)
+
+
+def test_fan_out_maps_by_hand():
+    from bsnn_bindsnet.imc import fan_out_maps
+
+    source, f = fan_out_maps(_conv_plan((0, 0)))["b"]
+    assert source == "a"
+    assert f.tolist() == [[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]]
+    # with padding 1 every pixel of the 3x3 map feeds 4 of the 4x4 positions
+    assert fan_out_maps(_conv_plan((1, 1)))["b"][1].eq(4).all()
+    assert fan_out_maps(_linear_plan(3, [[1, -1, 1]]))["b"][1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_crossbar_energy_by_hand_in_both_pictures_with_sensing_and_widths():
+    from bsnn_bindsnet.imc import crossbar_energy
+
+    plan = _conv_plan((0, 0))   # F = 16 BNN rows, P = 4 positions, R = 2 columns
+    # kappa = 0, rows: row_energy's model (13 active B-SNN rows from the test above)
+    got = crossbar_energy(plan, {"b": 13.0}, timesteps=8)["b"]
+    assert (got["bnn"], got["bsnn"], got["ratio"]) == (16.0, 13.0, 13 / 16)
+    # XNOR-BSNN's array evaluates every input at every step: 8 x the BNN
+    assert got["xnor_bsnn"] == 128.0 and got["xnor_ratio"] == 8.0
+    # kappa = 0.5, rows: BNN 16 + 0.5 * 4 positions * 2 columns = 20;
+    # B-SNN 13 + 0.5 * 8 steps * 4 positions * (2 + 1 dummy) columns = 13 + 48 = 61
+    got = crossbar_energy(plan, {"b": 13.0}, timesteps=8, sense_weight=0.5)["b"]
+    assert (got["bnn"], got["bsnn"], got["xnor_bsnn"]) == (20.0, 61.0, 160.0)
+    assert got["ratio"] == 61 / 20
+    # cells: a BNN row drives R = 2 cells, a B-SNN row R + 1 = 3:
+    # BNN 2 * 16 + 4 = 36; B-SNN 3 * 13 + 48 = 87
+    got = crossbar_energy(plan, {"b": 13.0}, timesteps=8, sense_weight=0.5,
+                          weighting="cells")["b"]
+    assert (got["bnn"], got["bsnn"], got["xnor_bsnn"]) == (36.0, 87.0, 288.0)
+
+
+def test_crossbar_energy_weights_wide_arrays_more_with_cells():
+    from bsnn_bindsnet.imc import crossbar_energy
+
+    # a residual synapse on the same 2 columns: two linear MACs of 2 inputs each
+    plan = _linear_plan(2, [[1, -1], [-1, -1]], residual_sign=[[1, -1], [-1, -1]])
+    rows = {"b": 1.5, "b<-input": 1.0}
+    got = crossbar_energy(plan, rows, timesteps=4, sense_weight=1.0, weighting="cells")
+    # each MAC: BNN 2 cells x 2 rows + 1 x 1 position x 2 columns = 6;
+    # B-SNN 3 x 1.5 + 4 steps x 3 columns = 16.5 and 3 x 1.0 + 12 = 15
+    assert got["b"]["bnn"] == got["b<-input"]["bnn"] == 6.0
+    assert (got["b"]["bsnn"], got["b<-input"]["bsnn"]) == (16.5, 15.0)
+    assert got["total"] == {"bnn": 12.0, "bsnn": 31.5, "xnor_bsnn": 48.0,
+                            "ratio": 31.5 / 12, "xnor_ratio": 4.0}
+    with pytest.raises(KeyError, match="b<-input"):
+        crossbar_energy(plan, {"b": 1.5}, timesteps=4)
+    with pytest.raises(ValueError, match="'rows' or 'cells'"):
+        crossbar_energy(plan, rows, timesteps=4, weighting="columns")
+    with pytest.raises(ValueError, match="sense_weight"):
+        crossbar_energy(plan, rows, timesteps=4, sense_weight=-1)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bsnn_bindsnet import neurons
-from bsnn_bindsnet.nodes import if_nodes
-from bsnn_bindsnet.neurons import (RESETS, V_INITS, HalfThreshold, MembraneReset,
+from bsnn_bindsnet.snn import neurons
+from bsnn_bindsnet.snn.nodes import if_nodes
+from bsnn_bindsnet.snn.neurons import (RESETS, V_INITS, HalfThreshold, MembraneReset,
                                    MembraneSubtract, ZeroPotential, check_neuron_options,
                                    get_reset)
 
@@ -73,7 +73,7 @@ def test_registration_refuses_bad_names_and_strategies():
 
 
 def test_if_nodes_keeps_the_named_classes_for_the_builtin_resets():
-    from bsnn_bindsnet.nodes import BinaryIFNodes, ResetIFNodes, SubtractiveIFNodes
+    from bsnn_bindsnet.snn.nodes import BinaryIFNodes, ResetIFNodes, SubtractiveIFNodes
 
     sif = if_nodes((3,), 1.0, "subtract", "half")
     rif = if_nodes((2, 4, 4), torch.ones(2), "zero", "zero")
@@ -93,6 +93,6 @@ def test_importing_neurons_does_not_import_bindsnet():
     import subprocess
     import sys
 
-    code = "import sys, bsnn_bindsnet.neurons; print('bindsnet' in sys.modules)"
+    code = "import sys, bsnn_bindsnet.snn.neurons; print('bindsnet' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,12 +8,12 @@ import torch
 
 nir = pytest.importorskip("nir", reason="NIR support is optional: pip install 'bsnn-bindsnet[nir]'")
 
-from bsnn_bindsnet.ann.models import get_model  # noqa: E402
-from bsnn_bindsnet.cli import main  # noqa: E402
-from bsnn_bindsnet.convert import INPUT, READOUT, ann_to_bsnn  # noqa: E402
-from bsnn_bindsnet.encoding import encode  # noqa: E402
-from bsnn_bindsnet.network import build_network, load_plan, save_plan  # noqa: E402
-from bsnn_bindsnet.nir_io import (METADATA_KEY, from_nir, nir_to_network, read_nir,  # noqa: E402
+from bsnn_bindsnet.training.models import get_model  # noqa: E402
+from bsnn_bindsnet.cli.main import main  # noqa: E402
+from bsnn_bindsnet.conversion.convert import INPUT, READOUT, ann_to_bsnn  # noqa: E402
+from bsnn_bindsnet.snn.encoding import encode  # noqa: E402
+from bsnn_bindsnet.snn.network import build_network, load_plan, save_plan  # noqa: E402
+from bsnn_bindsnet.interop.nir_io import (METADATA_KEY, from_nir, nir_to_network, read_nir,  # noqa: E402
                                   to_nir, write_nir)
 
 T = 12
@@ -91,7 +91,7 @@ def test_converted_round_trip_through_a_file_reproduces_every_spike(tmp_path, re
     ours, theirs = run_bindsnet(build_network(plan), x), run_bindsnet(build_network(back), x)
     assert_same_run(ours, theirs)
     assert sum(int(v.sum()) for k, v in ours.items() if k != READOUT) > 0  # it does spike
-    assert back.info["percentile"] == plan.info["percentile"]
+    assert back.info.percentile == plan.info.percentile
 
 
 def test_direct_route_round_trip_keeps_residuals_per_channel_thresholds_and_biases(tmp_path):
@@ -106,9 +106,9 @@ def test_direct_route_round_trip_keeps_residuals_per_channel_thresholds_and_bias
         assert (old.residual is None) == (new.residual is None)
         if old.thresh is not None:
             assert torch.equal(torch.as_tensor(old.thresh), torch.as_tensor(new.thresh))
-        if old.synapse.get("bias") is not None:
-            assert torch.equal(old.synapse["bias"], new.synapse["bias"])
-    assert back.layers[2].residual["synapse"]["binary"]
+        if getattr(old.synapse, "bias", None) is not None:
+            assert torch.equal(old.synapse.bias, new.synapse.bias)
+    assert back.layers[2].residual.synapse.binary
     x = torch.rand(6, 1, 8, 8) * 2
     assert_same_run(run_bindsnet(build_network(plan), x), run_bindsnet(nir_to_network(graph), x))
 
@@ -122,17 +122,17 @@ def test_binary_weights_export_as_exactly_alpha_sign_and_come_back_binary(tmp_pa
         syn = old.synapse
         w = graph.nodes[f"{old.name}_syn" if old.kind == "if" else "readout_syn"].weight
         assert w.dtype == np.float32
-        if not syn["binary"]:
-            assert not new.synapse["binary"]
-            assert np.array_equal(w, syn["weight"].numpy())
+        if not syn.binary:
+            assert not new.synapse.binary
+            assert np.array_equal(w, syn.weight.numpy())
             continue
-        view = (-1,) + (1,) * (syn["sign"].dim() - 1)
-        expected = (syn["scale"].float().view(view) * syn["sign"].float()).numpy()
+        view = (-1,) + (1,) * (syn.sign.dim() - 1)
+        expected = (syn.scale.float().view(view) * syn.sign.float()).numpy()
         assert np.array_equal(w.view(np.int32), expected.view(np.int32))  # bit for bit
         assert set(np.unique(np.abs(w[0]))) == {np.abs(w[0]).max()}  # two values +-alpha
-        assert new.synapse["binary"] and new.synapse["sign"].dtype == torch.int8
-        assert torch.equal(new.synapse["sign"], syn["sign"])
-        assert torch.equal(new.synapse["scale"], syn["scale"].float())
+        assert new.synapse.binary and new.synapse.sign.dtype == torch.int8
+        assert torch.equal(new.synapse.sign, syn.sign)
+        assert torch.equal(new.synapse.scale, syn.scale.float())
         checked += 1
     assert checked == 4  # three binary convs and the hidden linear layer
 
@@ -142,7 +142,7 @@ def test_the_file_says_how_neurons_reset_and_start(tmp_path):
                                tmp_path / "net.nir"))
     meta = graph.metadata[METADATA_KEY]
     assert (meta["reset"], meta["v_init"], meta["spike_condition"]) == (
-        "subtract", "half", "v >= v_threshold")
+        "subtract", "half", "v > v_threshold")  # NIR's rule: thresholds are nextafter(theta, -inf)
     node = graph.nodes["relu1"]
     assert isinstance(node, nir.IF) and np.all(node.v_reset == 0) and np.all(node.r == 1)
     assert node.metadata["reset"] == "subtract" and node.metadata["name"] == "relu1"
@@ -172,18 +172,19 @@ def test_a_foreign_graph_is_read_with_nir_semantics():
     plan = from_nir(_foreign_graph())
     assert (plan.reset, plan.v_init) == ("zero", "zero")
     assert [l.name for l in plan.layers] == ["lif", READOUT]
-    assert torch.equal(plan.layers[0].thresh, torch.tensor([1.0, 0.5]))
-    assert not plan.layers[0].synapse["binary"]
-    assert plan.layers[1].synapse["binary"]  # rows of one magnitude each: +-1 and +-2
-    assert torch.equal(plan.layers[1].synapse["scale"], torch.tensor([1.0, 2.0]))
+    # NIR fires at v > v_threshold: stored as the next float32 up, so that v >= theta agrees
+    assert torch.equal(plan.layers[0].thresh, torch.tensor([1.0000001192, 0.50000006]))
+    assert not plan.layers[0].synapse.binary
+    assert plan.layers[1].synapse.binary  # rows of one magnitude each: +-1 and +-2
+    assert torch.equal(plan.layers[1].synapse.scale, torch.tensor([1.0, 2.0]))
     x = torch.tensor([[1.0, 0.5, 0.25]])
     run = run_bindsnet(build_network(plan), x, timesteps=6)
-    # by hand: current [0.5375, 0.375], reset to zero, fire on reaching the threshold
+    # by hand: current [0.5375, 0.375], reset to zero, fire on exceeding the threshold (NIR)
     i = torch.tensor([0.5 - 0.125 + 0.0625 + 0.1, 0.25 + 0.25 - 0.125])
     v, spikes = torch.zeros(2), []
     for _ in range(6):
         v = v + i
-        s = v >= torch.tensor([1.0, 0.5])
+        s = v > torch.tensor([1.0, 0.5])
         v = torch.where(s, torch.zeros(2), v)
         spikes.append(s)
     assert torch.equal(run["lif"][:, 0], torch.stack(spikes))
@@ -217,14 +218,14 @@ def test_write_is_atomic_and_replaces_the_file(tmp_path):
 
 def test_cli_export_then_import_round_trips(tmp_path, capsys):
     plan = converted_plan(reset="zero")
-    plan.info["dataset"] = "digits"
+    plan.info.dataset = "digits"
     net = tmp_path / "snn.pt"
     save_plan(plan, net)
     assert main(["export-nir", str(net), "--out", str(tmp_path / "net.nir")]) == 0
     assert json.loads(capsys.readouterr().out)["reset"] == "zero"
     assert main(["import-nir", str(tmp_path / "net.nir"), "--out", str(tmp_path / "b.pt")]) == 0
     back = load_plan(tmp_path / "b.pt")
-    assert back.info["dataset"] == "digits"
+    assert back.info.dataset == "digits"
     x = torch.randn(4, 1, 8, 8)
     assert_same_run(run_bindsnet(build_network(plan), x), run_bindsnet(build_network(back), x))
 
@@ -422,26 +423,27 @@ def test_a_graph_without_an_integrator_gets_a_readout_from_its_output(end):
     i1, v, s1 = torch.tensor([0.5375, 0.375]), torch.zeros(2), []
     for _ in range(6):
         v = v + i1
-        s1.append(v >= torch.tensor([1.0, 0.5]))
+        s1.append(v > torch.tensor([1.0, 0.5]))  # NIR's rule
         v = torch.where(s1[-1], torch.zeros(2), v)
     s1 = torch.stack(s1).float()
     assert torch.equal(run["n1"][:, 0], s1.bool())
     i2 = s1 @ torch.tensor([[1.0, -1.0], [0.5, 1.0]]).T
     if end == "current":  # fc2 -> Output: the readout integrates fc2's current
         assert [l.name for l in plan.layers] == ["n1", READOUT]
-        assert plan.info["nir"]["readout"] == "integrates the current of 'fc2'"
+        assert plan.info.nir["readout"] == "integrates the current of 'fc2'"
         assert torch.allclose(run[READOUT][:, 0], i2.cumsum(0))
         return
     assert [l.name for l in plan.layers] == ["n1", "n2", READOUT]  # n2 -> Output: its spikes
-    assert plan.layers[1].shape == (2,) and plan.layers[1].thresh == 0.75  # scalar params
+    assert plan.layers[1].shape == (2,)  # scalar params; v > 0.75 is v >= the next float32 up
+    assert plan.layers[1].thresh == float(np.nextafter(np.float32(0.75), np.float32(1)))
     v, s2 = torch.zeros(2), []
     for t in range(6):
         v = v + i2[t]
-        s2.append(v >= 0.75)
+        s2.append(v > 0.75)
         v = torch.where(s2[-1], torch.zeros(2), v)
     s2 = torch.stack(s2)
     assert torch.equal(run["n2"][:, 0], s2) and int(s2.sum()) > 0
-    assert plan.info["nir"]["readout"] == "counts the spikes of 'n2'"
+    assert plan.info.nir["readout"] == "counts the spikes of 'n2'"
     assert torch.equal(run[READOUT][:, 0], s2.float().cumsum(0))  # the readout counts spikes
 
 
@@ -469,7 +471,7 @@ def _assert_peer_run(plan, ours, spikes, summed, end):
     for name in spikes:
         assert torch.equal(spikes[name], ours[name]), name
         assert int(ours[name].sum()) > 100, name  # it does spike
-    assert plan.info["nir"]["readout"] == (
+    assert plan.info.nir["readout"] == (
         "counts the spikes of '3'" if end == "spikes" else "integrates the current of '4'")
     assert torch.equal(summed, ours[READOUT])  # spike counts, or the summed Linear outputs
 
@@ -565,3 +567,164 @@ def test_leaky_peer_neurons_are_refused_by_name():
                          torch.randn(1, 4))
     with pytest.raises(NotImplementedError, match="NIR node '1' of type CubaLIF: not supported"):
         from_nir(graph)
+
+
+# ------------------------------------------------- NIR's firing rule: v > v_threshold (issue 24)
+# This package fires at v >= theta, NIR's IF (and Norse, snnTorch) at v > v_threshold. Exported
+# thresholds are nextafter(theta, -inf) in float32, so both fire on the same steps; an imported
+# v_threshold (NIR's rule) becomes theta = nextafter(v_threshold, +inf). Weight 0.5, theta 1,
+# input 1: v = 0.5, 1.0 (= theta) ...: here steps 2, 4, 6, 8, 10; by NIR's rule 3, 6, 9.
+
+
+def boundary_plan():
+    """Input -> weight 0.5 -> IF (theta 1, reset to zero, v(0) = 0) -> readout."""
+    from bsnn_bindsnet.snn.plan import BSNNPlan, LayerSpec, LinearSynapse
+
+    return BSNNPlan((1,), [
+        LayerSpec("if1", "if", (1,), INPUT, LinearSynapse(weight=torch.tensor([[0.5]])),
+                  thresh=1.0),
+        LayerSpec(READOUT, "readout", (1,), "if1", LinearSynapse(weight=torch.tensor([[1.0]])))],
+        reset="zero", v_init="zero")
+
+
+def _steps(spikes):
+    """1-based steps at which the first neuron of the first sample fires."""
+    return (torch.nonzero(spikes.reshape(spikes.shape[0], -1)[:, 0]).flatten() + 1).tolist()
+
+
+def test_exported_thresholds_make_nirs_rule_fire_on_the_same_steps(tmp_path):
+    plan = boundary_plan()
+    graph = read_nir(write_nir(plan, tmp_path / "b.nir"))
+    thr, w = graph.nodes["if1"].v_threshold, graph.nodes["if1_syn"].weight
+    assert thr.dtype == np.float32 and thr[0] == np.float32(0.99999994)  # nextafter(1, -inf)
+    v, nir_steps = np.zeros(1, np.float32), []
+    for t in range(1, 11):  # NIR's IF by hand: v += W x; fire at v > v_threshold; v <- v_reset
+        v = v + w @ np.ones(1, np.float32)
+        if v[0] > thr[0]:
+            nir_steps.append(t)
+            v[:] = graph.nodes["if1"].v_reset
+    ours = _steps(run_bindsnet(build_network(plan), torch.ones(1, 1), 10)["if1"])
+    assert ours == nir_steps == [2, 4, 6, 8, 10]
+    assert from_nir(graph).layers[0].thresh == 1.0  # and theta comes back exactly
+
+
+def boundary_graph(spike_condition=None):
+    """Input -> Linear(0.5) -> IF(v_threshold = 1) -> Linear(1) -> I -> Output, from another tool
+    (no metadata), or with this package's nir-v1 metadata (``spike_condition`` v >= ...)."""
+    nodes = {"in": nir.Input(input_type={"input": np.array([1])}),
+             "w": nir.Linear(weight=np.array([[0.5]], np.float32)),
+             "if1": nir.IF(r=np.ones(1, np.float32), v_threshold=np.ones(1, np.float32),
+                           v_reset=np.zeros(1, np.float32)),
+             "w2": nir.Linear(weight=np.array([[1.0]], np.float32)),
+             "acc": nir.I(r=np.ones(1, np.float32)),
+             "out": nir.Output(output_type={"output": np.array([1])})}
+    edges = [("in", "w"), ("w", "if1"), ("if1", "w2"), ("w2", "acc"), ("acc", "out")]
+    meta = {} if spike_condition is None else {METADATA_KEY: {
+        "format": "bsnn-bindsnet/nir-v1", "spike_condition": spike_condition}}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+@pytest.mark.parametrize("condition,steps", [(None, [3, 6, 9]),
+                                             ("v >= v_threshold", [2, 4, 6, 8, 10])])
+def test_import_follows_nirs_rule_and_reads_nir_v1_files_as_written(tmp_path, capsys, condition,
+                                                                    steps):
+    write_nir(boundary_graph(condition), tmp_path / "g.nir")
+    assert main(["import-nir", str(tmp_path / "g.nir"), "--out", str(tmp_path / "b.pt")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["spike_condition"] == (condition or "v > v_threshold")
+    run = run_bindsnet(build_network(load_plan(tmp_path / "b.pt")), torch.ones(1, 1), 10)
+    assert _steps(run["if1"]) == steps
+
+
+# --------------------------------------------------------------- import validation (issue 24)
+
+
+@pytest.mark.parametrize("node,field,value,message", [
+    ("fc1", "weight", np.nan, r"NIR node 'fc1' \(Affine\): its weight holds 1 NaN/inf value; "
+                              r"expected finite numbers"),
+    ("fc2", "weight", -np.inf, r"NIR node 'fc2' \(Linear\): its weight holds 1 NaN/inf value"),
+    ("fc1", "bias", np.inf, r"NIR node 'fc1' \(Affine\): its bias holds 1 NaN/inf value"),
+    ("lif", "v_threshold", np.nan, r"NIR node 'lif' \(IF\): 1 v_threshold value is not a finite "
+                                   r"positive number \(e\.g\. nan\); expected v_threshold > 0"),
+    ("lif", "v_threshold", 0.0, r"NIR node 'lif' \(IF\): 1 v_threshold value is not .*\(e\.g\. "
+                                r"0\); expected v_threshold > 0"),
+    ("lif", "v_threshold", -0.5, r"'lif' \(IF\): 1 v_threshold value .*\(e\.g\. -0\.5\)"),
+    ("lif", "v_threshold", np.inf, r"'lif' \(IF\): 1 v_threshold value .*\(e\.g\. inf\)")])
+def test_import_refuses_a_broken_graph_naming_the_node(tmp_path, capsys, node, field, value,
+                                                       message):
+    import re
+
+    graph = _foreign_graph()
+    arr = np.array(getattr(graph.nodes[node], field), np.float32)
+    arr.flat[0] = value
+    setattr(graph.nodes[node], field, arr)
+    write_nir(graph, tmp_path / "bad.nir")
+    with pytest.raises(ValueError, match=message):
+        from_nir(tmp_path / "bad.nir")
+    assert main(["import-nir", str(tmp_path / "bad.nir"), "--out", str(tmp_path / "b.pt")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1
+    assert not (tmp_path / "b.pt").exists()
+
+
+def test_import_says_which_layers_have_float_weights(tmp_path, capsys):
+    write_nir(_foreign_graph(), tmp_path / "g.nir")
+    assert main(["import-nir", str(tmp_path / "g.nir"), "--out", str(tmp_path / "g.pt")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["full_precision"] == ["lif"]  # fc2 is +-1, +-2: binary
+    assert ("note: lif: float weights (rows not +-alpha), imported as full precision"
+            in captured.err)
+
+
+def test_a_file_nirs_own_type_inference_refuses_still_imports(tmp_path):
+    # nirtorch (Norse's to_nir) keeps the sample's batch dimension in Input: nir.read's type
+    # inference refuses the file; read_nir / from_nir check the shapes themselves
+    path = write_nir(_hand_graph("spikes"), tmp_path / "batch.nir")  # scalar n2: not gzipped
+    with pytest.raises(ValueError, match="Type inference error"):
+        nir.read(path)
+    plan = from_nir(path)
+    assert plan.input_shape == (3,) and [l.name for l in plan.layers] == ["n1", "n2", READOUT]
+
+
+def test_a_flatten_that_keeps_two_dimensions_is_refused():
+    graph = to_nir(converted_plan(reset="zero", v_init="zero"))
+    flat = next(k for k, n in graph.nodes.items() if isinstance(n, nir.Flatten))
+    graph.nodes[flat].start_dim = 1  # (C, H, W) -> (C, H*W)
+    with pytest.raises(ValueError, match=rf"NIR node '{flat}' \(Flatten\): start_dim 1, end_dim "
+                                         r"-1 of a .* expected it to flatten the whole sample"):
+        from_nir(graph)
+
+
+# ------------------------------------------------ SIF, v(0) and --peer-compatible (issue 24)
+
+
+def test_peer_compatible_export_refuses_a_network_peers_would_run_differently(tmp_path, capsys):
+    net, out = tmp_path / "sif.pt", tmp_path / "g.nir"
+    save_plan(converted_plan(reset="subtract", v_init="half"), net)
+    assert main(["export-nir", str(net), "--out", str(out), "--peer-compatible"]) == 2
+    err = capsys.readouterr().err
+    assert "reset 'subtract'" in err and "v_init 'half'" in err and err.count("\n") == 1
+    assert "Convert with --reset zero --v-init zero" in err and not out.exists()
+    assert main(["export-nir", str(net), "--out", str(out)]) == 0  # written, with a warning
+    captured = capsys.readouterr()
+    assert "warning: a peer simulator runs another network" in captured.err
+    assert json.loads(captured.out)["peers_run_it"] is False
+
+
+def test_peer_compatible_export_ends_at_the_readouts_synapse_and_round_trips(tmp_path, capsys):
+    plan = converted_plan(reset="zero", v_init="zero")
+    save_plan(plan, tmp_path / "rif.pt")
+    out = tmp_path / "p.nir"
+    assert main(["export-nir", str(tmp_path / "rif.pt"), "--out", str(out),
+                 "--peer-compatible"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err and json.loads(captured.out)["peers_run_it"] is True
+    graph = read_nir(out)
+    assert not any(isinstance(n, nir.I) for n in graph.nodes.values())
+    assert ("readout_syn", "output") in graph.edges
+    flats = [n for n in graph.nodes.values() if isinstance(n, nir.Flatten)]
+    assert flats and all(n.start_dim < 0 and n.end_dim == -1 for n in flats)  # batch-proof
+    back = from_nir(out)
+    assert back.info.nir["readout"] == "integrates the current of 'readout_syn'"
+    x = torch.randn(4, 1, 8, 8)
+    assert_same_run(run_bindsnet(build_network(plan), x), run_bindsnet(build_network(back), x))

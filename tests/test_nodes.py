@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
-from bsnn_bindsnet.functional import if_step_subtract, if_step_zero
-from bsnn_bindsnet.nodes import BinaryIFNodes, ReadoutNodes, ResetIFNodes, SubtractiveIFNodes
+from bsnn_bindsnet.snn.functional import if_step_subtract, if_step_zero
+from bsnn_bindsnet.snn.nodes import BinaryIFNodes, ReadoutNodes, ResetIFNodes, SubtractiveIFNodes
 
 with warnings.catch_warnings():
     from bindsnet.network import Network

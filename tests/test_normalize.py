@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from bsnn_bindsnet.normalize import StreamingPercentile, activation_scales
+from bsnn_bindsnet.conversion.normalize import StreamingPercentile, activation_scales
 
 # Linear(2 -> 2), W = [[1, -1], [1, 1]], no bias, on four inputs:
 #   x1 = [1, 0]  -> [ 1, 1]        relu [1, 1]

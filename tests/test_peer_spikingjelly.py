@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from bsnn_bindsnet.ann.binarize import binary_layers
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.peer_spikingjelly import (INSTALL, SpikingJellyMissingError, prepare_model,
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.interop.spikingjelly import (INSTALL, SpikingJellyMissingError, prepare_model,
                                              spikingjelly_convert, spikingjelly_curve)
-from bsnn_bindsnet.unrolled import SpikingQCFS, unroll
+from bsnn_bindsnet.training.unrolled import SpikingQCFS, unroll
 
 
 @pytest.fixture
@@ -79,8 +79,8 @@ def test_binary_weights_reach_the_converted_model_bit_for_bit(sj):
 
 
 def test_percentile_mode_matches_our_converter_on_a_small_model(sj):
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     torch.manual_seed(0)
     model = get_model("vgg_tiny", quant="bwn").eval()

@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from bsnn_bindsnet.network import PLAN_FORMAT, build_network, load_plan, save_plan
-from bsnn_bindsnet.plan import (SYNAPSES, AvgPoolSynapse, BSNNPlan, ConvSynapse, LayerSpec,
-                                LinearSynapse, MaxPoolSynapse, Residual, Synapse,
-                                register_synapse, synapse_from_dict)
-from bsnn_bindsnet.simulate import simulate
+from bsnn_bindsnet.snn.network import PLAN_FORMAT, build_network, load_plan, save_plan
+from bsnn_bindsnet.snn.plan import (SYNAPSES, AvgPoolSynapse, BSNNPlan, ConvSynapse, LayerSpec,
+                                    LinearSynapse, MaxPoolSynapse, PlanInfo, Residual, Synapse,
+                                    register_synapse, synapse_from_dict)
+from bsnn_bindsnet.simulation.simulate import simulate
 
 DATA = Path(__file__).parent / "data"
 
@@ -54,21 +54,42 @@ def test_v1_files_are_read_as_typed_synapses_and_written_back_unchanged(tmp_path
             assert torch.equal(v, w) if isinstance(v, torch.Tensor) else v == w
     direct = load_plan(DATA / "plan_v1_direct.pt")
     res = direct.layers[2].residual
-    assert isinstance(res, Residual) and res.source == "block1"
-    assert res["synapse"] is res.synapse and res.synapse["binary"]  # the v1 dict view
+    assert isinstance(res, Residual) and res.source == "block1" and res.synapse.binary
+    assert not hasattr(res.synapse, "__getitem__")  # no dict view: typed fields only
     assert [l.name for l in again.layers] == [l.name for l in plan.layers]
 
 
-def test_a_synapse_reads_like_its_dict_and_layer_specs_convert_dicts():
+@pytest.mark.parametrize("name", ["plan_v1", "plan_v1_direct"])
+def test_v1_info_loads_as_a_typed_record_and_is_written_back_unchanged(name, tmp_path):
+    old = torch.load(DATA / f"{name}.pt", weights_only=True)["info"]
+    plan = load_plan(DATA / f"{name}.pt")
+    assert isinstance(plan.info, PlanInfo) and plan.info.extra == {}
+    assert plan.info.to_dict() == old
+    new = torch.load(save_plan(plan, tmp_path / "again.pt"), weights_only=True)["info"]
+    assert new == old
+
+
+def test_plan_info_fields_and_unknown_keys():
+    direct = load_plan(DATA / "plan_v1_direct.pt").info
+    assert (direct.route, direct.timesteps, direct.encoding) == ("direct", 4, "current")
+    assert direct.blocks == ["c4p", "c4", "c4r", "f8"] and direct.dataset is None
+    conv = load_plan(DATA / "plan_v1.pt").info
+    assert conv.percentile == 99.7 and conv.relay_layers == ["5"] and conv.timesteps is None
+    info = PlanInfo.from_dict({"dataset": "digits", "made_by": "a plugin"})
+    assert info.dataset == "digits" and info.extra == {"made_by": "a plugin"}
+    assert info.to_dict() == {"dataset": "digits", "made_by": "a plugin"}
+    assert BSNNPlan((1,), [], info={"timesteps": 8}).info.timesteps == 8  # a dict converts
+
+
+def test_layer_specs_convert_dicts_and_synapses_are_frozen():
     weight = torch.tensor([[1.0, -2.0]])
     spec = LayerSpec("h", "if", (1,), "input", {"type": "linear", "binary": False,
                                                 "pool": None, "weight": weight, "bias": None})
     syn = spec.synapse
-    assert isinstance(syn, LinearSynapse) and not syn.binary
-    assert syn["type"] == "linear" and syn["weight"] is weight and syn.get("stride") is None
-    assert set(syn.keys()) == {"type", "binary", "pool", "weight", "bias"}
-    with pytest.raises(KeyError):
-        syn["sign"]
+    assert isinstance(syn, LinearSynapse) and not syn.binary and syn.weight is weight
+    assert set(syn.to_dict()) == {"type", "binary", "pool", "weight", "bias"}
+    with pytest.raises(TypeError):
+        syn["weight"]  # noqa: B018 (the v1 dict view is gone)
     with pytest.raises(dataclasses.FrozenInstanceError):
         syn.bias = torch.zeros(1)
     with pytest.raises(ValueError, match=r"unknown synapse type 'gap'; expected one of \["):
@@ -95,7 +116,7 @@ class GainSynapse(Synapse):
     type: ClassVar[str] = "test-gain"
 
     def connection(self, source: Any, target: Any) -> Any:
-        from bsnn_bindsnet.connections import FullPrecisionConnection
+        from bsnn_bindsnet.snn.connections import FullPrecisionConnection
 
         return FullPrecisionConnection(source, target, weight=self.gain * torch.eye(source.n))
 

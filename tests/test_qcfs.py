@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from bsnn_bindsnet.ann.models import get_model
+from bsnn_bindsnet.training.models import get_model
 from bsnn_bindsnet.ann.qcfs import QCFS, qcfs
-from bsnn_bindsnet.unrolled import SpikingQCFS, unroll
+from bsnn_bindsnet.training.unrolled import SpikingQCFS, unroll
 
 
 def test_qcfs_hand_values():
@@ -121,16 +121,16 @@ def _qcfs_mlp(hidden=(32,), levels=4, seed=0):
 
 
 def test_converted_counts_equal_the_ann_at_T_equal_L_without_calibration():
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     levels = 4
     model = _qcfs_mlp(levels=levels)
     x = torch.rand(20, 1, 4, 4)
     plan = ann_to_bsnn(model, None, build=False)
     assert plan.layers[0].thresh == pytest.approx(0.3)  # theta = lambda, no statistics
-    assert plan.info["calibration_samples"] is None
-    assert plan.info["fixed_lambda_layers"] == ["relu_fc1"]
+    assert plan.info.calibration_samples is None
+    assert plan.info.fixed_lambda_layers == ["relu_fc1"]
     net = ann_to_bsnn(model, None)
     for i in range(len(x)):  # per sample: counts of relu_fc1 = L h(z) / lambda
         r = simulate(net, (x[i:i + 1], torch.zeros(1, dtype=torch.long)), levels,
@@ -142,8 +142,8 @@ def test_converted_counts_equal_the_ann_at_T_equal_L_without_calibration():
 
 
 def test_bindsnet_and_the_unrolled_snn_agree_with_two_hidden_layers():
-    from bsnn_bindsnet.convert import ann_to_bsnn
-    from bsnn_bindsnet.simulate import simulate
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.simulation.simulate import simulate
 
     model = _qcfs_mlp(hidden=(32, 32), levels=2, seed=1)
     x = torch.rand(200, 1, 4, 4)
@@ -157,10 +157,10 @@ def test_bindsnet_and_the_unrolled_snn_agree_with_two_hidden_layers():
 
 
 def test_fine_tuning_a_relu_run_into_qcfs_starts_lambda_at_the_percentile(tmp_path):
-    from bsnn_bindsnet import zoo
-    from bsnn_bindsnet.checkpoint import load_model
-    from bsnn_bindsnet.data import load_dataset
-    from bsnn_bindsnet.normalize import activation_scales
+    from bsnn_bindsnet.zoo import registry as zoo
+    from bsnn_bindsnet.training.models import load_model
+    from bsnn_bindsnet.data.registry import load_dataset
+    from bsnn_bindsnet.conversion.normalize import activation_scales
     from bsnn_bindsnet.training.fit import RunConfig, fit
 
     relu = zoo.load("digits-bwn")

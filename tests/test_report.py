@@ -1,4 +1,4 @@
-from bsnn_bindsnet.report import accuracy_csv, accuracy_table
+from bsnn_bindsnet.simulation.report import accuracy_csv, accuracy_table
 
 
 def test_accuracy_table_plain_and_with_95_percent_intervals():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from bsnn_bindsnet.samples import batches, check_samples, num_samples
+from bsnn_bindsnet.data.samples import batches, check_samples, num_samples
 
 X = torch.arange(10.0).view(5, 2)
 Y = torch.tensor([0, 1, 0, 1, 1])

@@ -10,10 +10,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bsnn_bindsnet.convert import BSNNPlan, LayerSpec, ann_to_bsnn
-from bsnn_bindsnet.encoding import constant_current
-from bsnn_bindsnet.network import build_network
-from bsnn_bindsnet.simulate import (ReadoutTracker, SimResult, SpikeCounter, reset_rows,
+from bsnn_bindsnet.conversion.convert import BSNNPlan, LayerSpec, ann_to_bsnn
+from bsnn_bindsnet.snn.encoding import constant_current
+from bsnn_bindsnet.snn.network import build_network
+from bsnn_bindsnet.simulation.simulate import (ReadoutTracker, SimResult, SpikeCounter, reset_rows,
                                     select_rows, simulate)
 
 with warnings.catch_warnings():
@@ -358,7 +358,7 @@ def test_empty_tensor_pair_is_rejected_clearly(net):
 
 
 def test_rates_per_step_by_hand():
-    from bsnn_bindsnet.simulate import SimResult
+    from bsnn_bindsnet.simulation.simulate import SimResult
 
     # 2 samples, a layer of 4 neurons: 8 spikes at step 1, 2 at step 2, none at step 3
     res = SimResult(timesteps=3, one_step=True, encoding="current",

@@ -3,11 +3,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bsnn_bindsnet.analysis.early_exit import early_exit
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.convert import ann_to_bsnn
-from bsnn_bindsnet.data import load_dataset
-from bsnn_bindsnet.simulate_exit import simulate_early_exit
-from bsnn_bindsnet.simulate import simulate
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+from bsnn_bindsnet.data.registry import load_dataset
+from bsnn_bindsnet.simulation.early_exit import simulate_early_exit
+from bsnn_bindsnet.simulation.simulate import simulate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

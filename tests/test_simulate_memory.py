@@ -5,9 +5,9 @@ import sys
 
 SCRIPT = """
 import resource, sys, torch
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.convert import ann_to_bsnn
-from bsnn_bindsnet.simulate import simulate
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+from bsnn_bindsnet.simulation.simulate import simulate
 torch.manual_seed(0)
 model = get_model("vgg_small", quant="bwn", channels=(4, 4, 8, 8), hidden=32)
 x = torch.randn(64, 1, 28, 28)

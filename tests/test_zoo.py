@@ -7,13 +7,15 @@ import json
 import pytest
 import torch
 
-from bsnn_bindsnet import zoo
+from bsnn_bindsnet.zoo import entries
+from bsnn_bindsnet.zoo import registry as zoo
 from bsnn_bindsnet.ann.binarize import binary_layers
-from bsnn_bindsnet.ann.models import get_model
-from bsnn_bindsnet.checkpoint import load_model, read_model_file, save_model
-from bsnn_bindsnet.cli_zoo import (add_zoo_parser, resolve_model_argument,
+from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.checkpoint import read_model_file, save_model
+from bsnn_bindsnet.training.models import load_model
+from bsnn_bindsnet.cli.zoo import (add_zoo_parser, resolve_model_argument,
                                    resolve_zoo_arguments, run_zoo)
-from bsnn_bindsnet.data import DatasetNotFoundError, load_dataset
+from bsnn_bindsnet.data.registry import DatasetNotFoundError, load_dataset
 
 SHIPPED = [e.name for e in zoo.list_models()]
 
@@ -63,7 +65,7 @@ def packed(tmp_path, monkeypatch):
     path = save_model(model, tmp_path / "run" / "model.pt", name="vgg_tiny",
                       model_kwargs={"quant": "bwn", "input_shape": [1, 8, 8],
                                     "num_classes": 10}, meta={"dataset": "digits"})
-    monkeypatch.setattr(zoo, "DATA_DIR", tmp_path / "zoo")
+    monkeypatch.setattr(entries, "DATA_DIR", tmp_path / "zoo")
     e = zoo.pack(path, "tiny", description="test", train_commands=["bsnn train ..."],
                  commit="abc1234", out_dir=tmp_path / "zoo", subset_size=100)
     return e, model
@@ -79,6 +81,8 @@ def test_pack_records_what_ships(packed):
     assert not shipped.training
     assert zoo.measure_accuracy(shipped, "digits") == (e.test_correct, 360)
     assert zoo.measure_accuracy(shipped, "digits", limit=100) == (e.subset_correct, 100)
+    record = json.loads(e.weights_file.with_suffix(".json").read_text())  # val: 120 held out
+    assert zoo.measure_accuracy(shipped, "digits", split="val") == (record["val_correct"], 120)
 
 
 def test_damaged_file_is_refused(packed):

@@ -26,9 +26,22 @@ size (``o_H o_W`` before pooling).
 :math:`\#OPS / n_{neurons}`; a conv input at the border of a padded map reaches fewer
 targets. :func:`synaptic_events` counts the accumulates a simulation actually performed
 (each spike times its own fan-out) from per-neuron spike totals, and
-:func:`normalized_events` is the same normalization over those counts: the two agree exactly
-for linear layers and for uniform firing, and their gap on a real network measures the border
-effect (a test ties both to the simulator).
+:func:`normalized_events` is the same normalization over those counts. Eq. 3 also counts the
+products of a conv with its zero padding, which no spike ever drives; dividing counted events
+by it mixes two conventions and lands below Eq. 5 by the padded share of each conv.
+So :func:`normalized_events` divides by the ANN's *unpadded* MACs (``LayerOps.unpadded``: the
+products with real inputs, what an ANN pass on a map of non-zero inputs performs), the same
+convention as the events: then the two agree exactly for uniform firing and for linear layers,
+and their gap on a real network measures only how firing correlates with fan-out (border
+neurons firing more or less than the mean). ``denominator="eq3"`` gives the mixed ratio.
+
+**Which count is the headline.** :func:`normalized_ops` with ``layers="hidden"`` is the
+paper's Eq. 5 and what it compares; it leaves out the full-precision first layer, which in a
+converted network receives the analog input at *every* step (:math:`T` full MAC passes), and
+the readout. ``layers="all"`` counts them, mixing that layer's multiply-accumulates with the
+hidden layers' accumulates. :func:`ops_report` gives both; the package reports the hidden
+count as the paper's measure and the all-layers count as the network's cost, and a claim of
+"fewer operations than the ANN" must hold for the all-layers count.
 """
 
 from __future__ import annotations
@@ -37,7 +50,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bsnn_bindsnet.plan import INPUT, BSNNPlan
+import torch
+
+from bsnn_bindsnet.snn.plan import INPUT, BSNNPlan
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,8 @@ class LayerOps:
         kind: ``"conv"`` or ``"linear"``.
         binary: Binary weights (the layers counted by default).
         ops: MACs of one ANN forward pass (Eq. 3 or 4).
+        unpadded: The same without the products with a conv's zero padding (equal to ``ops``
+            for a linear layer; ``None`` when not computed: then ``ops`` is used).
     """
 
     name: str
@@ -57,18 +74,21 @@ class LayerOps:
     kind: str
     binary: bool
     ops: int
+    unpadded: int | None = None
 
 
 def layer_ops(plan: BSNNPlan) -> list[LayerOps]:
     """Eq. 3/4 counts of every synapse with MACs (conv, linear; a residual synapse is a second
-    MAC with its own weights) of ``plan``, in order (:meth:`~bsnn_bindsnet.plan.Synapse.macs`:
-    pooling has none and is left out)."""
+    MAC with its own weights) of ``plan``, in order (:meth:`~bsnn_bindsnet.snn.plan.Synapse.macs`:
+    pooling has none and is left out), with their unpadded counts (one synaptic event per
+    input and target it reaches when every input is active once)."""
     shapes = plan.shapes()
     out = []
     for layer, source, syn in plan.synapses():
         ops = syn.macs(shapes[source])
         if ops:
-            out.append(LayerOps(layer.name, source, syn.type, bool(syn.binary), ops))
+            unpadded = round(syn.events(torch.ones(tuple(shapes[source]), dtype=torch.float64)))
+            out.append(LayerOps(layer.name, source, syn.type, bool(syn.binary), ops, unpadded))
     return out
 
 
@@ -91,6 +111,20 @@ def normalized_ops(ops: Sequence[LayerOps], ifr: Mapping[str, float], *, timeste
     total = sum(o.ops for o in chosen)
     spent = sum((timesteps if o.source == INPUT else ifr[o.source]) * o.ops for o in chosen)
     return spent / total
+
+
+def ops_report(ops: Sequence[LayerOps], ifr: Mapping[str, float], *,
+               timesteps: int) -> dict[str, Any]:
+    """Both normalized counts of :func:`normalized_ops` (see "Which count is the headline" in
+    the module docstring): ``{"hidden": ..., "all": ..., "first_layer_share": ...}``, the last
+    the share of the all-layers count spent in synapses driven by the analog input."""
+    every = list(ops)
+    total = sum(o.ops for o in every)
+    first = sum(timesteps * o.ops for o in every if o.source == INPUT)
+    all_layers = normalized_ops(every, ifr, timesteps=timesteps, layers="all")
+    return {"hidden": normalized_ops(every, ifr, timesteps=timesteps, layers="hidden"),
+            "all": all_layers,
+            "first_layer_share": first / (all_layers * total) if all_layers else 0.0}
 
 
 def synaptic_events(plan: BSNNPlan, neuron_spikes: Mapping[str, Any], n_samples: int,
@@ -128,10 +162,22 @@ def synaptic_events(plan: BSNNPlan, neuron_spikes: Mapping[str, Any], n_samples:
     return out
 
 
-def normalized_events(events: Sequence[tuple[LayerOps, float]]) -> float:
+def normalized_events(events: Sequence[tuple[LayerOps, float]], *,
+                      denominator: str = "unpadded") -> float:
     r""":math:`\sum \text{events} / \sum \#OPS` over :func:`synaptic_events`' synapses: the
-    normalized #OPS from counted accumulates instead of IFR times the mean fan-out."""
-    total = sum(o.ops for o, _ in events)
+    normalized #OPS from counted accumulates instead of IFR times the mean fan-out.
+
+    Args:
+        events: From :func:`synaptic_events`.
+        denominator: ``"unpadded"`` (default: the ANN's MACs without the products with zero
+            padding, the convention of the events themselves, so uniform firing of
+            :math:`r` spikes per neuron gives exactly :math:`r`) or ``"eq3"`` (Eq. 3 counts,
+            padding included: lower by the padded share of each conv).
+    """
+    if denominator not in ("unpadded", "eq3"):
+        raise ValueError(f"denominator must be 'unpadded' or 'eq3', got {denominator!r}")
+    total = sum(o.ops if denominator == "eq3" or o.unpadded is None else o.unpadded
+                for o, _ in events)
     if not total:
         raise ValueError("no synapse to count")
     return sum(e for _, e in events) / total

@@ -3,7 +3,7 @@
 
 from bsnn_bindsnet.ann.binarize import (BinaryConv2d, BinaryLinear, SignActivation, SignSTE,
                                         binarize_weight, binary_layers, sign_ste)
-from bsnn_bindsnet.ann.models import MODELS, ConstrainedNet, get_model
+from bsnn_bindsnet.ann.models import ANN_MODELS, ConstrainedNet
 
-__all__ = ["MODELS", "BinaryConv2d", "BinaryLinear", "ConstrainedNet", "SignActivation",
-           "SignSTE", "binarize_weight", "binary_layers", "get_model", "sign_ste"]
+__all__ = ["ANN_MODELS", "BinaryConv2d", "BinaryLinear", "ConstrainedNet", "SignActivation",
+           "SignSTE", "binarize_weight", "binary_layers", "sign_ste"]

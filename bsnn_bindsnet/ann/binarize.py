@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bsnn_bindsnet.functional import scale_per_channel, sign_nonzero
+from bsnn_bindsnet.snn.functional import scale_per_channel, sign_nonzero
 
 
 class SignSTE(torch.autograd.Function):

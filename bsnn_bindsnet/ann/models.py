@@ -226,14 +226,9 @@ def mlp(*, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
     return model
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
+ANN_MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp, "vgg15": vgg15, "vgg15_imagenet": vgg15_imagenet,
     "vgg_small": vgg_small, "vgg_tiny": vgg_tiny,
 }
-
-
-def get_model(name: str, **kw: Any) -> ConstrainedNet:
-    """Build a registered model; unknown names raise a ``ValueError`` listing the choices."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
-    return MODELS[name](**kw)
+"""The ANN builders; the one model registry is :data:`bsnn_bindsnet.training.models.MODELS`
+(these and the direct route's), built by name with :func:`bsnn_bindsnet.training.models.get_model`."""

@@ -12,7 +12,7 @@ reset by subtraction and :math:`v(0) = \varphi\,\theta` that receives a constant
 :math:`z` fires exactly :math:`L\,h(z)/\lambda` times in :math:`T = L` steps ("the expected
 conversion error is zero", their Theorem 2), so the converter maps this activation to an IF
 layer with :math:`\theta = \lambda` and needs no calibration statistics
-(:mod:`bsnn_bindsnet.convert`).
+(:mod:`bsnn_bindsnet.conversion.convert`).
 
 Gradients (as in the QCFS code): the floor passes the gradient straight through, so inside
 :math:`(0, \lambda)` the activation's gradient is 1 and the threshold's is
@@ -59,7 +59,7 @@ class QCFS(nn.Module):
             the converted IF layer reproduces the activation).
         lam: Initial threshold :math:`\lambda > 0` (QCFS initializes it at 8; models fine-tuned
             from a ReLU network start from a percentile of the ReLU's activations, see
-            :func:`bsnn_bindsnet.normalize.activation_scales`).
+            :func:`bsnn_bindsnet.conversion.normalize.activation_scales`).
         shift: :math:`\varphi`, 1/2 in QCFS; the converted layer starts at
             :math:`v(0) = \varphi\,\theta`.
     """

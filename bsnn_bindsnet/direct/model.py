@@ -6,8 +6,8 @@ Block :math:`l` (1-based) computes, at every step :math:`t`,
 
 .. math:: x^{t,l} = \mathrm{BN}\big(\mathrm{pool}(\alpha W_b (o^{t,l-1} + f\,o^{t,l-2}))\big),
 
-the second term only for blocks in the residual schedule; IF neurons with soft reset turn it
-into spikes :math:`o^{t,l}` (:func:`~bsnn_bindsnet.direct.surrogate.if_sequence`). Block 1
+the second term only for blocks in the residual schedule; IF neurons (soft reset by default,
+or any registered neuron model the direct route supports) turn it into spikes :math:`o^{t,l}` (:func:`~bsnn_bindsnet.direct.surrogate.if_sequence`). Block 1
 sees the coded input (Poisson spikes, or the analog input as a constant current) and keeps
 full-precision weights, as does the readout :math:`u^{T,L} = \sum_t W_L o^{t,L-1}` whose
 cross-entropy is the loss.
@@ -35,8 +35,8 @@ from torch import Tensor, nn
 from bsnn_bindsnet.ann.binarize import BinaryConv2d, BinaryLinear
 from bsnn_bindsnet.direct.architectures import FMNIST_RESIDUAL
 from bsnn_bindsnet.direct.surrogate import if_sequence
-from bsnn_bindsnet.encoding import ENCODINGS, encode
-from bsnn_bindsnet.neurons import V_INITS
+from bsnn_bindsnet.snn.encoding import ENCODINGS, encode
+from bsnn_bindsnet.snn.neurons import NEURONS, V_INITS, unsupported
 
 _CODE = re.compile(r"^([cf])(\d+)(p?)(r?)$")
 CODINGS = ENCODINGS
@@ -88,23 +88,32 @@ class DirectBSNN(nn.Module):
         affine: Batch-norm with a learned scale and shift (the paper's has none).
         quant: ``"bwn"`` (binary hidden weights, the XNOR-BSNN) or ``"fp"`` (an ablation).
         coding: Input coding: ``"poisson"`` (signed spikes of the normalized input,
-            :func:`~bsnn_bindsnet.encoding.poisson_signed`, the paper's),
+            :func:`~bsnn_bindsnet.snn.encoding.poisson_signed`, the paper's),
             ``"poisson-intensity"`` (0/1 spikes of the min-max scaled intensity,
-            :func:`~bsnn_bindsnet.encoding.poisson_intensity`) or ``"current"`` (the analog
-            input every step, :func:`~bsnn_bindsnet.encoding.constant_current`: the
+            :func:`~bsnn_bindsnet.snn.encoding.poisson_intensity`) or ``"current"`` (the analog
+            input every step, :func:`~bsnn_bindsnet.snn.encoding.constant_current`: the
             full-precision block 1 is the encoder, and every layer after it still
             exchanges binary spikes).
         v_init: Initial membrane potential of the hidden neurons, ``"zero"`` (the paper's)
             or ``"half"`` (:math:`\theta/2`: a neuron needs half the input to fire first, so
             spikes cross the layers in fewer steps), or any name registered in
-            :data:`bsnn_bindsnet.neurons.V_INITS`. Kept by the export.
+            :data:`bsnn_bindsnet.snn.neurons.V_INITS`. Kept by the export.
+        reset: The hidden neurons' model, a name in :data:`bsnn_bindsnet.snn.neurons.NEURONS`
+            whose ``direct`` is true (``"subtract"``, the paper's soft reset, by default). Kept
+            by the export.
+        readout_norm: Batch-norm on the readout current at every step before it is integrated,
+            Algorithm 1, step 19 (y = (x - mu) / sigma per class and step, with a learned
+            scale and shift when ``affine``); the export folds it into the readout's weights
+            and a per-step bias. Off by default so that files saved before the option load
+            unchanged (``affine=False`` gives the paper's BN without scale and shift).
     """
 
     def __init__(self, blocks: Sequence[str] = FMNIST_RESIDUAL, *,
                  input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
                  timesteps: int = 8, residual_factor: float = 1.0, theta: float = 1.0,
                  affine: bool = True, quant: str = "bwn", coding: str = "poisson",
-                 v_init: str = "zero") -> None:
+                 v_init: str = "zero", reset: str = "subtract",
+                 readout_norm: bool = False) -> None:
         super().__init__()
         if quant not in ("bwn", "fp"):
             raise ValueError(f"quant must be 'bwn' or 'fp' for a direct B-SNN, got {quant!r}")
@@ -112,6 +121,11 @@ class DirectBSNN(nn.Module):
             raise ValueError(f"coding must be one of {', '.join(CODINGS)}, got {coding!r}")
         if v_init not in V_INITS:
             raise ValueError(f"v_init must be {' or '.join(map(repr, V_INITS))}, got {v_init!r}")
+        if reset not in NEURONS:
+            raise ValueError(f"reset {reset!r} is unknown; expected one of {', '.join(NEURONS)}")
+        if not NEURONS[reset].direct:
+            raise ValueError(unsupported(reset, "the direct route", "its direct attribute is "
+                                         "false (its reset cannot take surrogate spikes)"))
         if timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {timesteps}")
         if not residual_factor >= 0:
@@ -121,7 +135,7 @@ class DirectBSNN(nn.Module):
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes, self.timesteps = num_classes, timesteps
         self.residual_factor, self.theta, self.quant = residual_factor, theta, quant
-        self.coding, self.v_init = coding, v_init
+        self.coding, self.v_init, self.reset = coding, v_init, reset
         self.synapses, self.norms, self.pools = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         self.shapes = [self.input_shape]  # spike shape after each block (0 = the input)
         for i, block in enumerate(self.blocks, start=1):
@@ -129,6 +143,7 @@ class DirectBSNN(nn.Module):
         n_last = int(torch.tensor(self.shapes[-1]).prod())
         self.readout = nn.Linear(n_last, num_classes, bias=False)
         nn.init.normal_(self.readout.weight, 0, 0.01)
+        self.readout_norm = nn.BatchNorm1d(num_classes, affine=affine) if readout_norm else None
 
     def _add_block(self, i: int, block: Block, affine: bool) -> None:
         src = self.shapes[-1]
@@ -177,9 +192,12 @@ class DirectBSNN(nn.Module):
             if block.kind == "linear":
                 src = src.flatten(1)
             current = self.norms[i](self.pools[i](self.synapses[i](src)))
-            o = if_sequence(current.view(t, b, *current.shape[1:]), self.theta, v0)
+            o = if_sequence(current.view(t, b, *current.shape[1:]), self.theta, v0, self.reset)
             outs.append(o.reshape(t * b, *o.shape[2:]))
-        logits = self.readout(outs[-1].flatten(1)).view(t, b, -1).sum(0)
+        current = self.readout(outs[-1].flatten(1))
+        if self.readout_norm is not None:  # Algorithm 1, step 19
+            current = self.readout_norm(current)
+        logits = current.view(t, b, -1).sum(0)
         return logits, [o.view(t, b, *o.shape[1:]) for o in outs[1:]]
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -33,16 +33,23 @@ amplifiers".
   :math:`E_{B-SNN} / E_{BNN} = \bar s_f`, the fan-out-weighted mean spikes per input per
   inference, and the B-SNN draws less array energy exactly when :math:`\bar s_f < 1`
   (:data:`BREAK_EVEN_SPIKES`).
+* The per-step read and XNOR-BSNN's picture: :func:`crossbar_energy` adds the column
+  sensing (once per pass for the BNN, at every step for the B-SNN, which "need[s] to
+  accumulate the dot-product evaluation over time"), weighted by a parameter, and puts the
+  XNOR array of Eq. 10, which evaluates every input at every step (:math:`T` times the BNN,
+  not event-driven), beside the event-driven rows; it also weights arrays by their width.
 * Area = crossbar cells. With :math:`n` inputs per output position (:math:`C_{in} k_H k_W` or
   ``in_features``) and :math:`R` outputs: BNN :math:`2n \times R`, B-SNN
   :math:`n \times (R + 1)`; a conv's array is reused at every output position.
 """
 
 from bsnn_bindsnet.imc.array import layer_mac, pack_bits, to_unipolar, xnor_mac
-from bsnn_bindsnet.imc.cost import (BREAK_EVEN_SPIKES, array_area, row_activations, row_energy,
+from bsnn_bindsnet.imc.cost import (BREAK_EVEN_SPIKES, array_area, crossbar_energy,
+                                    fan_out_maps, row_activations, row_energy,
                                     xnor_macs_per_frame)
 from bsnn_bindsnet.imc.export import IMC_FORMAT, export_imc, verify_network
 
-__all__ = ["BREAK_EVEN_SPIKES", "IMC_FORMAT", "array_area", "export_imc", "layer_mac",
+__all__ = ["BREAK_EVEN_SPIKES", "IMC_FORMAT", "array_area", "crossbar_energy", "export_imc",
+           "fan_out_maps", "layer_mac",
            "pack_bits", "row_activations", "row_energy", "to_unipolar", "verify_network",
            "xnor_mac", "xnor_macs_per_frame"]

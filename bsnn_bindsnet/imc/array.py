@@ -10,9 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.modules.utils import _pair
 
-from bsnn_bindsnet.plan import INPUT, ConvSynapse, Synapse, WeightSynapse, synapse_from_dict
+from bsnn_bindsnet.snn.plan import INPUT, Synapse, WeightSynapse, synapse_from_dict
 
 
 def as_synapse(syn: Synapse | Mapping[str, Any]) -> Synapse:
@@ -83,9 +82,9 @@ def xnor_mac(w_packed: Tensor, m1: Tensor, o_packed: Tensor, n: int, *,
 def _patches(syn: WeightSynapse, spikes: Tensor) -> tuple[Tensor, Any]:
     """``[M, n]`` input rows the crossbar sees, and how to fold ``[M, R]`` back."""
     b = spikes.shape[0]
-    if not isinstance(syn, ConvSynapse):
+    if syn.patch_geometry() is None:
         return spikes.reshape(b, -1), lambda y: y
-    (kh, kw), (sh, sw), (ph, pw) = syn.sign.shape[2:], _pair(syn.stride), _pair(syn.padding)
+    (kh, kw), (sh, sw), (ph, pw) = syn.patch_geometry()
     x = F.pad(spikes, (pw, pw, ph, ph))  # zero padding, any dtype
     win = x.unfold(2, kh, sh).unfold(3, kw, sw)  # view [B, C, oH, oW, kh, kw]
     h, w = win.shape[2], win.shape[3]
@@ -106,7 +105,7 @@ def _packed_patches(syn: WeightSynapse, spikes: Tensor) -> tuple[Tensor, Any]:
     :func:`_pack_channels_last`: the channels of each pixel are packed once, then the
     patches gather bytes (8x less to copy than gathering bits). Zero padding is all-zero
     bytes, i.e. silent inputs; the padding bits of a byte are 0 on both sides."""
-    (kh, kw), (sh, sw), (ph, pw) = syn.sign.shape[2:], _pair(syn.stride), _pair(syn.padding)
+    (kh, kw), (sh, sw), (ph, pw) = syn.patch_geometry()
     b = spikes.shape[0]
     x = pack_bits(spikes.to(torch.uint8).permute(0, 2, 3, 1))  # [B, H, W, ceil(C/8)]
     x = F.pad(x, (0, 0, pw, pw, ph, ph))
@@ -129,7 +128,7 @@ def layer_mac(syn: WeightSynapse, spikes: Tensor, *, residual: Tensor | None = N
                          "full precision and stay digital)")
     rows = syn.rows()
     m1, n = (rows < 0).sum(1), rows.shape[1]
-    conv = isinstance(syn, ConvSynapse)
+    conv = syn.patch_geometry() is not None
     w_packed = _pack_channels_last(to_unipolar(syn.sign)) if conv else (
         pack_bits(to_unipolar(rows)))
 

@@ -44,7 +44,10 @@ def row_energy(network_or_plan: Any, neuron_spikes: dict[str, Tensor],
     A residual synapse (``"layer<-source"``) is a second MAC on the same rows and is charged
     the same way for both. ``"total"`` sums ``bnn`` and ``bsnn`` over all synapses, so its
     ``spikes_per_input`` weights every (synapse, input) pair by its fan-out, and its
-    ``mean_spikes`` averages over all (synapse, input) pairs.
+    ``mean_spikes`` averages over all (synapse, input) pairs. Rows of arrays of different
+    widths (32 ... 256 columns) add as equals here; :func:`crossbar_energy` weights them by
+    their width on request, adds the per-step column sensing, and gives XNOR-BSNN's own
+    (not event-driven) picture beside this one.
 
     Args:
         network_or_plan: A converted ``Network`` (its ``bsnn_plan``) or a ``BSNNPlan``.
@@ -147,3 +150,92 @@ def xnor_macs_per_frame(network_or_plan: Any) -> dict[str, dict[str, int]]:
     return out
 
 
+
+
+WEIGHTINGS = ("rows", "cells")
+
+
+def fan_out_maps(network_or_plan: Any) -> dict[str, tuple[str, Tensor]]:
+    """``key -> (source, f)`` for every binary synapse (residual: ``"layer<-source"``): ``f``
+    is shaped like the source layer and holds each input neuron's fan-out :math:`f_j`, the
+    output positions whose patch holds it (zero padding excluded). ``(f * s).sum()`` of a
+    spike map ``s`` is that map's active B-SNN rows (:func:`row_energy`); ``f.sum()`` the
+    BNN's."""
+    plan = _plan(network_or_plan)
+    out: dict[str, tuple[str, Tensor]] = {}
+    for key, _, source, syn in _binary_synapses(plan):
+        x = torch.ones(1, *_source_shape(plan, source), dtype=torch.float64, requires_grad=True)
+        _patches(syn, x)[0].sum().backward()
+        out[key] = (source, x.grad[0].detach())
+    return out
+
+
+def crossbar_energy(network_or_plan: Any, active_rows: dict[str, float], *, timesteps: int,
+                    sense_weight: float = 0.0,
+                    weighting: str = "rows") -> dict[str, dict[str, float]]:
+    r"""Array energy per inference of every binary synapse in three pictures, with a per-step
+    read/sense term and arrays of different widths weighted or counted as rows.
+
+    With :math:`P` the synapse's output positions (1 for a linear layer), :math:`R` its output
+    channels, :math:`F = \sum_j f_j` the BNN's active rows per pass (:func:`fan_out_maps`),
+    :math:`A` the B-SNN's active rows per inference (``active_rows[key]``,
+    :math:`\sum_j f_j s_j`, :func:`row_energy`'s ``bsnn``), :math:`\kappa` = ``sense_weight``
+    and :math:`w` the cost of one row activation (1 with ``weighting="rows"``; the cells on
+    the row with ``"cells"``: :math:`R` for a BNN or XNOR array, :math:`R + 1` for Lu &
+    Sengupta's B-SNN array with its dummy column):
+
+    * ``bnn`` :math:`= w F + \kappa P R`: one active row per input and position, and the
+      :math:`R` columns sensed once per position, in one pass;
+    * ``bsnn`` (event-driven, Lu & Sengupta 2020, Fig. 2) :math:`= w A + \kappa T P (R + 1)`:
+      rows are driven "only on a spike event", but the array is evaluated at every step
+      ("the neuron circuits interfaced with the array need to accumulate the dot-product
+      evaluation over time"), so its columns, the dummy reference column included ("a dummy
+      column will be required for referencing purposes of sense amplifiers"), are sensed
+      :math:`T` times;
+    * ``xnor_bsnn`` (XNOR-BSNN's array, Eq. 10) :math:`= T (w F + \kappa P R)`: every input,
+      0 or 1, takes part in the XNOR at every step (:math:`\sum_j \overline{w_{ij} \oplus
+      o_j}`), so the array does the BNN's work :math:`T` times, whatever the spike rate;
+    * ``ratio`` = ``bsnn / bnn`` and ``xnor_ratio`` = ``xnor_bsnn / bnn`` (:math:`= T`).
+
+    ``sense_weight = 0`` with ``weighting="rows"`` is :func:`row_energy`'s model (the 1.80-2.00x
+    of the README). A residual synapse is a second evaluation on the same columns and is
+    charged its own rows and sensing. ``"total"`` sums the synapses; with ``"rows"`` it adds
+    row activations of arrays of different widths (32 ... 256 columns) as equals, with
+    ``"cells"`` it weights each by its width.
+
+    Args:
+        network_or_plan: A converted ``Network`` or a ``BSNNPlan``.
+        active_rows: Binary synapse key -> B-SNN active rows per inference (every key of
+            :func:`fan_out_maps` is needed).
+        timesteps: :math:`T`, the steps each inference runs.
+        sense_weight: :math:`\kappa`, the energy of sensing one column once, in units of one
+            row activation (``"rows"``) or of one cell on an active row (``"cells"``).
+        weighting: ``"rows"`` or ``"cells"``.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be 'rows' or 'cells', got {weighting!r}")
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    if not sense_weight >= 0:
+        raise ValueError(f"sense_weight must be >= 0, got {sense_weight}")
+    plan = _plan(network_or_plan)
+    out: dict[str, dict[str, float]] = {}
+    for key, _, source, syn in _binary_synapses(plan):
+        if key not in active_rows:
+            raise KeyError(f"no active-row count for binary synapse {key!r}; active_rows has "
+                           f"{sorted(active_rows)}")
+        shape = _source_shape(plan, source)
+        rows_f = float(_patches(syn, torch.ones(1, *shape))[0].sum())
+        positions = _patches(syn, torch.zeros(1, *shape))[0].shape[0]
+        r = syn.rows().shape[0]
+        w_bnn, w_bsnn = (r, r + 1) if weighting == "cells" else (1, 1)
+        bnn = w_bnn * rows_f + sense_weight * positions * r
+        bsnn = (w_bsnn * float(active_rows[key])
+                + sense_weight * timesteps * positions * (r + 1))
+        out[key] = {"bnn": bnn, "bsnn": bsnn, "xnor_bsnn": timesteps * bnn,
+                    "ratio": bsnn / bnn, "xnor_ratio": float(timesteps)}
+    totals = {k: sum(v[k] for v in out.values()) for k in ("bnn", "bsnn", "xnor_bsnn")}
+    bnn = totals["bnn"]
+    out["total"] = {**totals, "ratio": totals["bsnn"] / bnn if bnn else float("nan"),
+                    "xnor_ratio": totals["xnor_bsnn"] / bnn if bnn else float("nan")}
+    return out

@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from bsnn_bindsnet.checkpoint import atomic_write, atomic_write_json
-from bsnn_bindsnet.imc.array import _plan, layer_mac, pack_bits, to_unipolar
-from bsnn_bindsnet.plan import ConvSynapse, WeightSynapse
+from bsnn_bindsnet.imc.array import _plan, layer_mac
+from bsnn_bindsnet.snn.neurons import get_neuron, unsupported
 
 IMC_FORMAT = "bsnn-bindsnet/imc-v1"
 
@@ -33,39 +32,26 @@ def export_imc(network_or_plan: Any, path: str | os.PathLike) -> tuple[Path, Pat
     residual source and factor, and the rule. Loading needs only numpy and json.
     """
     plan = _plan(network_or_plan)
+    rule = get_neuron(plan.reset).imc_rule
+    if rule is None:
+        raise NotImplementedError(unsupported(
+            plan.reset, "IMC export", "it states no imc_rule (how the array's periphery "
+            "resets the potential)"))
     base = Path(path)
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for layer in plan.layers:
-        syn = layer.synapse
-        if not isinstance(syn, WeightSynapse):
-            d = syn.to_dict()
-            layers.append({"name": layer.name, "kind": syn.type, "source": layer.source,
-                           **{k: d[k] for k in ("kernel_size", "stride", "padding")}})
-            continue
-        entry: dict[str, Any] = {"name": layer.name, "kind": syn.type,
-                                 "source": layer.source, "binary": bool(syn.binary),
-                                 "neuron": layer.kind, "output_shape": list(layer.shape),
-                                 "pool_after_mac": syn.get("pool")}
-        if isinstance(syn, ConvSynapse):
-            entry.update(stride=list(syn.stride), padding=list(syn.padding))
-        if syn.binary:
-            rows = syn.rows()
-            entry.update(rows=rows.shape[0], cols=rows.shape[1],
-                         weight_shape=list(syn.sign.shape),
-                         scale=syn.scale.reshape(-1).tolist())
-            arrays[f"{layer.name}/bits"] = pack_bits(to_unipolar(rows)).numpy()
-            arrays[f"{layer.name}/m1"] = (rows < 0).sum(1).int().numpy()
-            bias = syn.bias if syn.bias is not None else torch.zeros(rows.shape[0])
-            arrays[f"{layer.name}/bias"] = bias.float().numpy()
-        else:
-            arrays[f"{layer.name}/weight"] = syn.weight.float().numpy()
-            if syn.bias is not None:
-                arrays[f"{layer.name}/bias"] = syn.bias.float().numpy()
+        entry, own = _imc_entry(layer.synapse, f"layer {layer.name!r}")
+        entry = {"name": layer.name, **entry, "source": layer.source}
+        arrays.update({f"{layer.name}/{k}": v.numpy() for k, v in own.items()})
+        if own:  # a synapse with weights feeds neurons
+            entry.update(neuron=layer.kind, output_shape=list(layer.shape),
+                         pool_after_mac=getattr(layer.synapse, "pool", None))
         if layer.thresh is not None:
             arrays[f"{layer.name}/thresh"] = torch.as_tensor(layer.thresh).float().numpy()
         if layer.residual is not None:
-            res = layer.residual.synapse
+            res, syn = layer.residual.synapse, layer.synapse
+            _imc_entry(res, f"layer {layer.name!r} (residual)")
             entry["residual"] = {"source": layer.residual.source,
                                  "factor": float(res.scale.reshape(-1)[0])
                                  if res.binary else None,
@@ -78,12 +64,21 @@ def export_imc(network_or_plan: Any, path: str | os.PathLike) -> tuple[Path, Pat
                 "rule": "dot = popcount(XNOR(bits, spikes)) - m1; current = scale * dot + bias "
                         "(+ factor * dot of the residual source on the same rows), then the "
                         "optional average pool; spike when the integrated current >= thresh, "
-                        "then subtract thresh (reset 'subtract') or set 0 ('zero')",
+                        f"then {rule} (reset {plan.reset!r})",
                 "row_order": "output channel; columns in torch.nn.functional.unfold order "
                              "(c_in, kh, kw), conv inputs zero-padded",
-                "layers": layers, "info": {k: v for k, v in plan.info.items()
+                "layers": layers, "info": {k: v for k, v in plan.info.to_dict().items()
                                            if isinstance(v, (str, int, float, list))}}
     return npz, atomic_write_json(manifest, base.with_suffix(".json"))
+
+
+def _imc_entry(syn: Any, where: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The synapse's own :meth:`~bsnn_bindsnet.snn.synapses.Synapse.imc_entry`, or a refusal
+    naming the layer and the synapse type."""
+    try:
+        return syn.imc_entry()
+    except NotImplementedError as err:
+        raise NotImplementedError(f"{where}: {err}") from None
 
 
 def verify_network(network_or_plan: Any, layer_spikes: dict[str, Tensor]) -> dict[str, float]:
@@ -110,9 +105,7 @@ def verify_network(network_or_plan: Any, layer_spikes: dict[str, Tensor]) -> dic
             res = layer_spikes[layer.residual.source].float()
             factor = float(layer.residual.synapse.scale.reshape(-1)[0])
             x = src + factor * res
-        w = syn.sign.float()
-        ref = (F.conv2d(x, w, stride=syn.stride, padding=syn.padding)
-               if isinstance(syn, ConvSynapse) else x.flatten(1) @ w.T)
+        ref = syn.current(x, syn.sign.float())
         got = layer_mac(syn, src, residual=res, factor=factor or 1.0)
         errors[layer.name] = float((got.float() - ref).abs().max())
     return errors

@@ -5,8 +5,12 @@ Files written to ``out_dir`` (each atomically, every epoch):
 - ``checkpoint.pt``: model and optimizer state, completed epochs, history, the run config;
   ``--resume`` continues from it.
 - ``model.pt``: the latest weights with the model name and kwargs (input of ``bsnn convert``).
-- ``metrics.csv`` / ``metrics.json``: one row per epoch.
+- ``metrics.csv`` / ``metrics.json``: one row per epoch, with the accuracy on the held-out
+  ``"val"`` split (the one to select an epoch on) beside the test accuracy.
 - ``config.json``: the resolved run configuration.
+
+Nothing is written before the first epoch is saved (an interrupted or failed first epoch leaves
+``out_dir`` as it was), and one process at a time writes a run (:mod:`bsnn_bindsnet.locking`).
 
 Exact resume: every epoch reseeds torch from ``(seed, epoch)`` and draws its batch order from
 ``(seed, epoch)``, so an interrupted run that resumes from its last checkpoint repeats the
@@ -18,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -31,27 +36,27 @@ from torch.utils.data import Subset
 from bsnn_bindsnet.ann.models import POOL_POSITIONS, POOLS
 from bsnn_bindsnet.checkpoint import (CheckpointError, atomic_save, atomic_write_json,
                                       atomic_write_text, load_state_checked, read_model_file,
-                                      safe_torch_load, save_model)
-from bsnn_bindsnet.data import dataset_info, load_dataset, make_loader
-from bsnn_bindsnet.distributed import all_sum, epoch_shard, init
+                                      save_model)
+from bsnn_bindsnet.data.registry import dataset_info, load_dataset, make_loader
+from bsnn_bindsnet.simulation.distributed import all_sum, epoch_shard, init
 from bsnn_bindsnet.training.loop import evaluate, make_optimizer, train_one_epoch
 from bsnn_bindsnet.training.models import get_model
+from bsnn_bindsnet.locking import locked
 from bsnn_bindsnet.training.recipes import Preset, get_preset, learning_rate, weight_decay
+from bsnn_bindsnet.training.resume import (CHECKPOINT_FORMAT, TrainingInterrupted,
+                                           check_epochs, load_checkpoint, resumed_fields)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "bsnn-bindsnet/train-checkpoint-v1"
 # Files a run writes into out_dir (``bsnn train`` checks the same list before importing torch).
 RUN_FILES = ("checkpoint.pt", "model.pt", "metrics.csv", "metrics.json", "config.json")
-# Fields that may differ between an interrupted run and its resumption.
-_RESUME_FREE = ("epochs", "device", "num_workers", "progress", "data_root", "download")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run (the preset plus explicit overrides).
 
-    ``dataset`` replaces the preset's dataset (a key of :data:`bsnn_bindsnet.data.DATASETS`):
+    ``dataset`` replaces the preset's dataset (a key of :data:`bsnn_bindsnet.data.registry.DATASETS`):
     ``RunConfig("fmnist-fp", out, dataset="mnist")`` trains the Fashion-MNIST recipe on MNIST.
     ``levels`` (QCFS presets) sets :math:`L`; ``snn_timesteps`` (``*-qcfs-snn`` presets) the
     latencies the unrolled B-SNN trains at.
@@ -66,6 +71,7 @@ class RunConfig:
     blocks: tuple[str, ...] | None = None
     coding: str | None = None
     v_init: str | None = None
+    reset: str | None = None
     residual_factor: float | None = None
     levels: int | None = None
     snn_timesteps: tuple[int, ...] | None = None
@@ -92,6 +98,8 @@ def resolve(cfg: RunConfig) -> Preset:
                                    ("batch_size", cfg.batch_size), ("betas", cfg.betas))
                  if v is not None}
     recipe = replace(recipe, **overrides)
+    if not (math.isfinite(recipe.lr) and recipe.lr > 0):  # a NaN step would train 1 batch
+        raise ValueError(f"lr must be a finite number > 0, got {recipe.lr}")
     quant = cfg.quant or preset.quant
     hybrid = preset.hybrid and quant != "fp"
     model_kwargs = dict(preset.model_kwargs)
@@ -101,7 +109,7 @@ def resolve(cfg: RunConfig) -> Preset:
                              f"one of {', '.join(POOLED_MODELS)}")
         model_kwargs.update(parse_pool(cfg.pool))
     direct = {k: v for k, v in (("blocks", cfg.blocks), ("coding", cfg.coding),
-                                ("v_init", cfg.v_init),
+                                ("v_init", cfg.v_init), ("reset", cfg.reset),
                                 ("residual_factor", cfg.residual_factor)) if v is not None}
     if direct and preset.route != "direct":
         flags = ", ".join(f"--{k.replace('_', '-')}" for k in direct)
@@ -174,41 +182,12 @@ def _init_from(model: torch.nn.Module, path: str, *, name: str, quant: str,
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_json(history, out / "metrics.json")
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+    # union of the rows' keys: a run resumed from a checkpoint written before val was recorded
+    fieldnames = list(dict.fromkeys(key for row in history for key in row))
+    writer = csv.DictWriter(buf, fieldnames=fieldnames)
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(buf.getvalue(), out / "metrics.csv")
-
-
-def _check_resumable(saved: dict[str, Any], cfg: RunConfig, path: Path) -> None:
-    now = asdict(cfg)
-    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in now
-            if k not in _RESUME_FREE and saved.get(k) != now[k]
-            and not (k == "betas" and saved.get(k) is not None and now[k] is not None
-                     and tuple(saved[k]) == tuple(now[k]))]
-    if diff:
-        raise CheckpointError(f"cannot resume {path}: the run configuration changed ("
-                              + "; ".join(diff) + ")")
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`; :attr:`hint` says what is saved (``bsnn train`` prints it).
-
-    Attributes:
-        out: The run folder.
-        saved_epoch: The epoch ``out/checkpoint.pt`` holds for this run, 0 if none.
-    """
-
-    def __init__(self, out: Path, saved_epoch: int) -> None:
-        super().__init__(str(out))
-        self.out, self.saved_epoch = out, saved_epoch
-
-    @property
-    def hint(self) -> str:
-        if self.saved_epoch == 0:
-            return "; no epoch had finished, nothing was saved"
-        return (f"; epoch {self.saved_epoch} is saved in {self.out} (--resume continues "
-                "from it)")
 
 
 def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
@@ -225,8 +204,9 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
         on_epoch: Called with each epoch's metrics row once it is saved.
 
     Returns:
-        One dict per completed epoch: epoch, lr, weight_decay, train/test loss and accuracy,
-        seconds.
+        One dict per completed epoch: epoch, lr, weight_decay, train/val/test loss and
+        accuracy, seconds. ``model.pt`` holds the last epoch; ``val_acc`` is the column to
+        choose an epoch on (never ``test_acc``).
 
     Under ``torchrun`` the model is wrapped in ``DistributedDataParallel``; each rank trains
     on an equal share of the epoch's seeded permutation with ``batch_size // world_size``
@@ -238,8 +218,9 @@ def fit(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False,
     """
     saved = [0]  # the epoch out_dir/checkpoint.pt holds for this run
     try:
-        return _fit(cfg, resume=resume, overwrite=overwrite, on_batch=on_batch,
-                    on_epoch=on_epoch, saved=saved)
+        with locked(cfg.out_dir, command=f"training {cfg.preset}"):  # one writer per run
+            return _fit(cfg, resume=resume, overwrite=overwrite, on_batch=on_batch,
+                        on_epoch=on_epoch, saved=saved)
     except KeyboardInterrupt:
         raise TrainingInterrupted(Path(cfg.out_dir), saved[0]) from None
 
@@ -249,10 +230,15 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
          on_epoch: Callable[[dict[str, Any]], None] | None,
          saved: list[int]) -> list[dict[str, Any]]:
     rank, size = init(cfg.device)  # (0, 1) unless launched by torchrun
-    spec = resolve(cfg)
-    recipe = spec.recipe
     out = Path(cfg.out_dir)
     ckpt_path = out / "checkpoint.pt"
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if state is not None:  # the run as recorded (epochs, init_from) unless overridden
+        cfg = replace(cfg, **resumed_fields(state["config"], asdict(cfg), ckpt_path))
+    spec = resolve(cfg)
+    recipe = spec.recipe
+    if state is not None:
+        check_epochs(recipe.epochs, int(state["epoch"]), ckpt_path)
     if ckpt_path.exists() and not (resume or overwrite):
         raise FileExistsError(f"{out} already holds a training run; pass --resume to continue "
                               "it or --overwrite to start again (or choose another --out)")
@@ -279,11 +265,7 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
                                weight_decay=recipe.weight_decay)
     history: list[dict[str, Any]] = []
     start = 0
-    if resume:
-        state = safe_torch_load(ckpt_path, what="a training checkpoint")
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{ckpt_path} is not a bsnn-bindsnet training checkpoint")
-        _check_resumable(state["config"], cfg, ckpt_path)
+    if state is not None:
         load_state_checked(model, state["model"], source=str(ckpt_path))
         optimizer.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
@@ -303,7 +285,7 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
                  INIT_PERCENTILE, lams)
     trained = model  # what the optimizer steps: the ANN, or its unrolled B-SNN (same weights)
     if spec.snn_timesteps:
-        from bsnn_bindsnet.unrolled import unroll
+        from bsnn_bindsnet.training.unrolled import unroll
 
         trained = unroll(model, spec.snn_timesteps)
     net = trained
@@ -312,10 +294,6 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
 
         net = DistributedDataParallel(trained,
                                       device_ids=[device] if device.type == "cuda" else None)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json({**asdict(cfg), "resolved": asdict(spec), "processes": size},
-                          out / "config.json")
 
     train_set = load_dataset(spec.dataset, "train", data_root=cfg.data_root,
                              download=cfg.download)
@@ -324,6 +302,9 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
     test_set = load_dataset(spec.dataset, "test", data_root=cfg.data_root, download=cfg.download)
     test_loader = make_loader(test_set, batch_size=max(recipe.batch_size, 256), shuffle=False,
                               num_workers=cfg.num_workers)
+    val_set = load_dataset(spec.dataset, "val", data_root=cfg.data_root, download=cfg.download)
+    val_loader = make_loader(val_set, batch_size=max(recipe.batch_size, 256), shuffle=False,
+                             num_workers=cfg.num_workers)
     for epoch in range(start, recipe.epochs):
         lr, wd = learning_rate(recipe, epoch), weight_decay(recipe, epoch)
         for group in optimizer.param_groups:
@@ -342,24 +323,34 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
         t0 = time.perf_counter()
         tr = train_one_epoch(net, batches, optimizer, device=device, on_batch=callback)
         t1 = time.perf_counter()
-        te = evaluate(trained, test_loader, device=device)  # the B-SNN at T[0] if unrolled
+        va = evaluate(trained, val_loader, device=device)  # the B-SNN at T[0] if unrolled
+        te = evaluate(trained, test_loader, device=device)
         loss_sum, correct, n = all_sum([tr.loss * tr.n, tr.acc * tr.n, tr.n])
         row = {"epoch": epoch + 1, "lr": lr, "weight_decay": wd, "train_loss": loss_sum / n,
-               "train_acc": correct / n, "test_loss": te.loss, "test_acc": te.acc,
+               "train_acc": correct / n, "val_loss": va.loss, "val_acc": va.acc,
+               "test_loss": te.loss, "test_acc": te.acc,
                "train_seconds": round(t1 - t0, 3),
                "eval_seconds": round(time.perf_counter() - t1, 3)}
         history.append(row)
-        log.info("epoch %d: train acc %.4f, test acc %.4f", epoch + 1, row["train_acc"], te.acc)
+        log.info("epoch %d: train acc %.4f, val acc %.4f, test acc %.4f", epoch + 1,
+                 row["train_acc"], va.acc, te.acc)
         if rank != 0:  # only rank 0 writes; DDP keeps the replicas identical
             continue
-        save_model(model, out / "model.pt", name=spec.model, model_kwargs=model_kwargs,
-                   meta={"dataset": spec.dataset, "preset": cfg.preset, "epoch": epoch + 1,
-                         "test_acc": te.acc})
+        # nothing is written before the first epoch is saved: an interrupted or failed first
+        # epoch leaves out_dir as it was; checkpoint.pt first, so a partial write resumes
         atomic_save({"format": CHECKPOINT_FORMAT, "epoch": epoch + 1, "config": asdict(cfg),
                      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "history": history}, ckpt_path)
+        save_model(model, out / "model.pt", name=spec.model, model_kwargs=model_kwargs,
+                   meta={"dataset": spec.dataset, "preset": cfg.preset, "epoch": epoch + 1,
+                         "val_acc": va.acc, "test_acc": te.acc,
+                         # T of the B-SNN it trained through, if any (`bsnn simulate`'s T)
+                         **({"timesteps": spec.snn_timesteps[0]} if spec.snn_timesteps
+                            else {})})
         saved[0] = epoch + 1
         _write_metrics(out, history)
+        atomic_write_json({**asdict(cfg), "resolved": asdict(spec), "processes": size},
+                          out / "config.json")
         if on_epoch is not None:
             on_epoch(row)
     return history
@@ -367,8 +358,9 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
 
 def format_epoch(row: dict[str, Any]) -> str:
     """One line per finished epoch (``bsnn train`` and the experiments print it)."""
+    val = f"val acc {row['val_acc']:.4f} " if "val_acc" in row else ""
     return (f"epoch {row['epoch']}: lr {row['lr']:.3g} train loss {row['train_loss']:.4f} "
-            f"train acc {row['train_acc']:.4f} test acc {row['test_acc']:.4f} "
+            f"train acc {row['train_acc']:.4f} {val}test acc {row['test_acc']:.4f} "
             f"({row['train_seconds']:.1f} s)")
 
 

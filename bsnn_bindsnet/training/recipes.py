@@ -5,7 +5,7 @@ rate and the weight decay of an epoch are pure functions of the recipe and the e
 resumed run needs no scheduler state.
 
 Presets are derived from the dataset registry: every registered dataset whose
-:attr:`~bsnn_bindsnet.data.DatasetInfo.family` names a :class:`PresetFamily` of
+:attr:`~bsnn_bindsnet.data.registry.DatasetInfo.family` names a :class:`PresetFamily` of
 :data:`FAMILIES` gets ``PREFIX-fp``, ``PREFIX-bwn``, ``PREFIX-bwn-scratch``, ``PREFIX-xnor`` and,
 if the family has a direct recipe, ``PREFIX-direct``. :data:`PRESETS` is a live view, so a
 dataset registered later has its presets at once.
@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bsnn_bindsnet.data import DATASETS, DatasetInfo
+from bsnn_bindsnet.data.registry import DATASETS, DatasetInfo
 from bsnn_bindsnet.direct.architectures import (DIGITS_RESIDUAL, FMNIST_RESIDUAL,
                                                 VGG11_RESIDUAL)
 
@@ -86,7 +86,7 @@ class Preset:
         route: ``"ann"`` (train an ANN to convert) or ``"direct"`` (train the B-SNN itself
             with surrogate gradients, :mod:`bsnn_bindsnet.direct`).
         snn_timesteps: Train a QCFS ANN through its unrolled B-SNN
-            (:func:`bsnn_bindsnet.unrolled.unroll`) at these latencies (each batch draws
+            (:func:`bsnn_bindsnet.training.unrolled.unroll`) at these latencies (each batch draws
             one; the test accuracy is the B-SNN's at the first); empty: train the ANN.
     """
 
@@ -104,7 +104,7 @@ class Preset:
 @dataclass(frozen=True)
 class PresetFamily:
     """The model and recipes a dataset's presets use (a dataset names one in its
-    :attr:`~bsnn_bindsnet.data.DatasetInfo.family`).
+    :attr:`~bsnn_bindsnet.data.registry.DatasetInfo.family`).
 
     Attributes:
         model: Registry name of the ANN (:func:`bsnn_bindsnet.training.models.get_model`).
