@@ -165,6 +165,67 @@ def zoo_part(cfg: Config) -> dict | None:
             "seconds": seconds}
 
 
+# Low latency (issue 20): a B-SNN trained through its unrolled self at T = 2, shown beside the
+# standard conversion of the zoo's BWN at the percentile chosen for each T on the first 2,000
+# val images by `python -m experiments.low_latency_t2 select --relu-model zoo:fmnist-bwn
+# --select-limit 2000` (README, "Low latency, part 2").
+LOW_LATENCY_MODEL = "fmnist-bsnn-t2"
+STANDARD_PERCENTILES = {1: 90.0, 2: 98.0, 4: 98.0, 8: 99.7}
+LOW_LATENCY_STEPS = (1, 2, 4, 8)
+
+
+def low_latency_part(cfg: Config) -> dict | None:
+    """The low-latency B-SNN of the zoo beside the standard conversion of ``zoo:fmnist-bwn``
+    at each T's val-chosen percentile, T = 1, 2, 4, 8 (BindsNET, one-step mode), on the first
+    1,000 test images with 95 % intervals; None (after saying why) without the entry."""
+    from torch.utils.data import Subset
+
+    from bsnn_bindsnet import zoo
+    from bsnn_bindsnet.analysis.stats import format_accuracy
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.data.registry import DatasetNotFoundError, load_dataset
+    from bsnn_bindsnet.simulation.simulate import simulate
+    from bsnn_bindsnet.training.qcfs import percentile_table, qcfs_twin
+
+    names = {e.name for e in zoo.list_models()}
+    if not {LOW_LATENCY_MODEL, ZOO_MODEL} <= names:
+        print(f"\nLow-latency part skipped: the zoo has no {LOW_LATENCY_MODEL} entry")
+        return None
+    n_test = 64 if cfg.smoke else 1000
+    try:
+        calib = load_dataset("fashion-mnist", "calib")
+        test = Subset(load_dataset("fashion-mnist", "test"), range(n_test))
+    except DatasetNotFoundError:
+        return None  # part 2 has said how to install it
+    t0 = time.perf_counter()
+    relu = zoo.load(ZOO_MODEL)
+    table = percentile_table(relu, calib, sorted(set(STANDARD_PERCENTILES.values())))
+    standard = {}
+    for p in sorted(set(STANDARD_PERCENTILES.values())):
+        steps = max(t for t, q in STANDARD_PERCENTILES.items() if q == p)
+        result = simulate(ann_to_bsnn(qcfs_twin(relu, table[p]), None), test, steps,
+                          one_step=True, batch_size=250)
+        standard.update({t: result.accuracy[t - 1] for t, q in STANDARD_PERCENTILES.items()
+                         if q == p})
+    trained = simulate(ann_to_bsnn(zoo.load(LOW_LATENCY_MODEL), None), test,
+                       max(LOW_LATENCY_STEPS), one_step=True, batch_size=250)
+    seconds = round(time.perf_counter() - t0, 1)
+    entry = zoo.entry(LOW_LATENCY_MODEL)
+    print(f"\nLow latency: zoo:{LOW_LATENCY_MODEL} ({entry.description}) beside the standard "
+          f"conversion of zoo:{ZOO_MODEL} at the percentile chosen on val for each T; first "
+          f"{n_test} test images, 95 % intervals:\n")
+    print(f"   T  {'standard conversion':>30}  {LOW_LATENCY_MODEL:>22}")
+    for t in LOW_LATENCY_STEPS:
+        print(f"{t:4d}  {'p' + format(STANDARD_PERCENTILES[t], 'g'):>7} "
+              f"{format_accuracy(standard[t], n_test):>22}  "
+              f"{format_accuracy(trained.accuracy[t - 1], n_test):>22}")
+    print(f"\n({seconds} s: calibration, conversion and simulation)")
+    return {"model": f"zoo:{LOW_LATENCY_MODEL}", "sha256": entry.sha256, "n": n_test,
+            "standard_percentiles": STANDARD_PERCENTILES, "standard": standard,
+            "trained": {t: trained.accuracy[t - 1] for t in LOW_LATENCY_STEPS},
+            "seconds": seconds}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.simulation.report import accuracy_table, plot_accuracy, write_accuracy_csv
 
@@ -192,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"\nresults: {path}, {cfg.out_dir / 'accuracy.png'} ({results['seconds']} s)")
     if cfg.zoo:
         results["zoo"] = zoo_part(cfg)
+        if results["zoo"] is not None:
+            results["low_latency"] = low_latency_part(cfg)
         path = write_results(cfg.out_dir, asdict(cfg), results)
     return results
 

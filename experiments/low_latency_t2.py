@@ -2,6 +2,9 @@
 
 Two steps, every choice on the held-out "val" split, scored once on test:
 
+``train``: a BWN trained through its B-SNN at T = 2
+(:mod:`bsnn_bindsnet.training.through_bsnn`; ``train --help``).
+
 ``select``: the standard conversion of the ReLU BWN (v(0) = θ/2, thresholds θ_l =
 λ_l/λ_{l-1} from activation percentiles of the calibration split) at each percentile of
 ``--percentiles``, its B-SNN accuracy after T = 1..max(``--steps``) on the first
@@ -55,6 +58,8 @@ class Config:
     select_limit: int | None = 2000
     selection: Path | None = None
     models: tuple[str, ...] = ()
+    starts: tuple[str, ...] = ()
+    baselines: bool = True
     exit_model: str | None = None
     exit_refs: tuple[int, ...] = (2, 4)
     tolerance: float = 0.001
@@ -64,12 +69,62 @@ class Config:
     out_dir: Path = Path("results/low_latency_t2")
     smoke: bool = False
     overwrite: bool = False
+    tune: Any = None
+
+
+def _spec_path(spec: str | None) -> str | None:
+    """``zoo:NAME`` -> the path of its materialized ``model.pt``; a path as it is."""
+    if spec is None or not spec.startswith("zoo:"):
+        return spec
+    from bsnn_bindsnet.zoo.registry import materialize
+
+    return str(materialize(spec[len("zoo:"):]))
+
+
+def parse_train_args(argv: Sequence[str]) -> Config:
+    """``train``: the options of :class:`~bsnn_bindsnet.training.through_bsnn.TuneConfig`."""
+    from bsnn_bindsnet.training.through_bsnn import TuneConfig, parse_percentiles
+
+    d = TuneConfig("", "")
+    p = argparse.ArgumentParser(prog="python -m experiments.low_latency_t2 train",
+                                description="train a BWN through its B-SNN "
+                                            "(bsnn_bindsnet.training.through_bsnn)")
+    p.add_argument("--init-from", required=True, help="model.pt or zoo:NAME (ReLU or QCFS BWN)")
+    p.add_argument("--out", required=True, dest="out_dir")
+    p.add_argument("--percentiles", default="", help="ReLU start: NAME=PERCENTILE per ReLU "
+                   "(chosen on val by the select step)")
+    p.add_argument("--teacher", default=None, help="model.pt or zoo:NAME: distillation teacher")
+    for flag, kind in (("dataset", str), ("levels", int), ("timesteps", int),
+                       ("kd_weight", float), ("kd_temperature", float), ("epochs", int),
+                       ("max_batches", int), ("eval_every", int), ("lr", float),
+                       ("batch_size", int), ("eval_steps", int), ("select_step", int),
+                       ("val_limit", int), ("train_subset", int), ("calib_size", int),
+                       ("seed", int)):
+        p.add_argument(f"--{flag.replace('_', '-')}", type=kind, default=getattr(d, flag))
+    p.add_argument("--loss-steps", type=int, nargs="+", default=[])
+    p.add_argument("--schedule", choices=("halve", "cosine"), default=d.schedule)
+    p.add_argument("--eval-start", action=argparse.BooleanOptionalAction, default=True)
+    args = vars(p.parse_args(argv))
+    try:
+        args["percentiles"] = parse_percentiles(args["percentiles"])
+        args["loss_steps"] = tuple(args["loss_steps"])
+        args["init_from"] = _spec_path(args["init_from"])
+        args["teacher"] = _spec_path(args["teacher"])
+        tune = TuneConfig(**args)
+    except ValueError as err:
+        p.error(str(err))
+    return Config("train", out_dir=Path(tune.out_dir), tune=tune)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        return parse_train_args(argv[1:])
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", choices=("select", "evaluate"))
+    p.add_argument("command", choices=("select", "evaluate", "train"))
     p.add_argument("--dataset", default=Config.dataset)
     p.add_argument("--relu-model", default=Config.relu_model, help="the ReLU BWN (model.pt "
                    "or zoo:NAME)")
@@ -87,6 +142,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    "(evaluate; default: OUT_DIR/select/results.json)")
     p.add_argument("--model", action="append", default=[], dest="models", metavar="NAME=PATH",
                    help="a QCFS BWN trained through its B-SNN (repeatable)")
+    p.add_argument("--start", action="append", default=[], dest="starts", metavar="NAME=RUN",
+                   help="the network a through_bsnn RUN started from (its config.json's "
+                        "start_lambdas on --relu-model), as a row (repeatable)")
+    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                   help="the (a) and (a') rows of the selection (--no-baselines: only --model "
+                        "and --start)")
     p.add_argument("--exit-model", help="NAME of the --model for the early-exit study")
     p.add_argument("--exit-refs", type=int, nargs="+", default=list(Config.exit_refs))
     p.add_argument("--tolerance", type=float, default=Config.tolerance)
@@ -98,9 +159,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--overwrite", action="store_true")
     args = vars(p.parse_args(argv))
     args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
-    for spec in args["models"]:
+    for spec in args["models"] + args["starts"]:
         if "=" not in spec:
-            p.error(f"--model {spec!r}: expected NAME=PATH")
+            p.error(f"--model/--start {spec!r}: expected NAME=PATH")
     cfg = Config(**args)
     if cfg.smoke:
         cfg = replace(cfg, dataset="digits", relu_model="zoo:digits-bwn", select_limit=0,
@@ -174,11 +235,13 @@ def _simulate(model: Any, data: Any, timesteps: int, cfg: Config, per_sample: bo
                           batch_size=cfg.batch_size, per_sample=per_sample)
 
 
-def _ops(plan: Any, result: Any) -> list[float]:
-    from bsnn_bindsnet.analysis.ops import layer_ops, normalized_ops
+def _ops(plan: Any, result: Any) -> list[dict]:
+    """Per step: normalized #OPS over the hidden layers (the paper's Eq. 5), over all layers
+    (the full-precision first layer: one MAC pass per step), and that layer's share."""
+    from bsnn_bindsnet.analysis.ops import layer_ops, ops_report
 
     ops = layer_ops(plan)
-    return [normalized_ops(ops, result.firing_rates(t), timesteps=t)
+    return [ops_report(ops, result.firing_rates(t), timesteps=t)
             for t in range(1, result.timesteps + 1)]
 
 
@@ -218,7 +281,7 @@ def evaluate(cfg: Config) -> dict:
     from bsnn_bindsnet.data.registry import load_dataset
     from bsnn_bindsnet.training.loop import evaluate as ann_eval
     from bsnn_bindsnet.data.registry import make_loader
-    from bsnn_bindsnet.training.qcfs import qcfs_twin, step_accuracy
+    from bsnn_bindsnet.training.qcfs import qcfs_twin, step_accuracy, step_predictions
     from bsnn_bindsnet.zoo.registry import load_spec
 
     sel_path = cfg.selection or cfg.out_dir / "select" / "results.json"
@@ -227,7 +290,7 @@ def evaluate(cfg: Config) -> dict:
     test = load_dataset(cfg.dataset, "test")
     if cfg.limit:
         test = Subset(test, range(min(cfg.limit, len(test))))
-    val = _val(replace(cfg, select_limit=0))
+    val = _val(cfg)
     n = len(test)
 
     def ann_acc(model: Any, data: Any) -> float:
@@ -235,34 +298,51 @@ def evaluate(cfg: Config) -> dict:
 
     out: dict[str, Any] = {"n_test": n, "n_val": len(val), "relu_ann": ann_acc(relu, test),
                            "relu_ann_val": ann_acc(relu, val), "rows": {}}
-    nets = {}
-    for t, g in sel["global"].items():  # (a): one network per T
-        p = g["percentile"]
-        nets[f"(a) p{p:g}"] = qcfs_twin(relu, {k: v for k, v in sel["table"][str(p)].items()})
-    for t, lw in sel["layerwise"].items():
-        nets[f"(a') per layer, T={t}"] = qcfs_twin(relu, lw["lambdas"])
-    for spec in cfg.models:
-        name, path = spec.split("=", 1)
-        nets[name] = load_spec(path)
-    traces = {}
-    for name, model in nets.items():
+    val_steps = min(4, cfg.timesteps)
+
+    def run(name: str, model: Any, steps: int, val_curve: list[float] | None = None,
+            per_sample: bool = False) -> tuple[Any, Any]:
         t0 = time.perf_counter()
-        per_sample = name == cfg.exit_model
-        plan, res = _simulate(model, test, cfg.timesteps, cfg, per_sample=per_sample)
+        plan, res = _simulate(model, test, steps, cfg, per_sample=per_sample)
         row = {"test": res.accuracy, "test_ops": _ops(plan, res),
-               "val": step_accuracy(model, val, cfg.timesteps),
+               "val": val_curve or step_accuracy(model, val, val_steps),
                "lambdas": plan.info.lambdas, "seconds": round(time.perf_counter() - t0, 1)}
-        if name in {s.split("=", 1)[0] for s in cfg.models}:
-            row["ann_test"], row["ann_val"] = ann_acc(model, test), ann_acc(model, val)
         out["rows"][name] = row
         print(f"{name:>24} test {' '.join(f'{100 * a:6.2f}' for a in res.accuracy)}  | val "
               f"{' '.join(f'{100 * a:6.2f}' for a in row['val'])} ({row['seconds']} s)",
               flush=True)
-        if per_sample:
+        return plan, res
+
+    # (a) the standard conversion, one network per chosen percentile, simulated up to the
+    # largest T it was chosen for; its val curve is the selection's
+    chosen: dict[float, list[int]] = {}
+    for t, g in sel["global"].items() if cfg.baselines else ():
+        chosen.setdefault(g["percentile"], []).append(int(t))
+    for p, ts in sorted(chosen.items()):
+        twin = qcfs_twin(relu, dict(sel["table"][str(p)]))
+        run(f"(a) p{p:g}", twin, min(max(ts), cfg.timesteps), sel["curves"][str(p)])
+    for t, lw in sel["layerwise"].items() if cfg.baselines else ():
+        run(f"(a') per layer, T={t}", qcfs_twin(relu, lw["lambdas"]), min(4, cfg.timesteps))
+    for spec in cfg.starts:
+        name, run_dir = spec.split("=", 1)
+        start = json.loads((Path(run_dir) / "config.json").read_text())["start_lambdas"]
+        run(name, qcfs_twin(relu, start), min(4, cfg.timesteps))
+    traces = {}
+    for spec in cfg.models:
+        name, path = spec.split("=", 1)
+        model = load_spec(path)
+        plan, res = run(name, model, cfg.timesteps, per_sample=name == cfg.exit_model)
+        out["rows"][name]["ann_test"] = ann_acc(model, test)
+        out["rows"][name]["ann_val"] = ann_acc(model, val)
+        if name == cfg.exit_model:
             traces[name] = (plan, res, model)
+            preds, _, _ = step_predictions(model, test, 2)  # the twin that was trained
+            out["rows"][name]["unrolled_agreement"] = (
+                (preds == res.step_predictions[:2]).double().mean(1).tolist())
     if cfg.exit_model:
         plan, test_res, model = traces[cfg.exit_model]
-        _, val_res = _simulate(model, val, max(cfg.exit_refs), cfg, per_sample=True)
+        full_val = _val(replace(cfg, select_limit=0))  # the threshold: on all of val
+        _, val_res = _simulate(model, full_val, max(cfg.exit_refs), cfg, per_sample=True)
         out["early_exit"] = early_exit_rows(val_res, test_res, plan, cfg.exit_refs,
                                             cfg.tolerance)
         for r in out["early_exit"]:
@@ -273,8 +353,19 @@ def evaluate(cfg: Config) -> dict:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None) -> Any:
     cfg = parse_args(argv)
+    if cfg.command == "train":
+        import logging
+
+        from bsnn_bindsnet.training.through_bsnn import tune
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        history = tune(cfg.tune, progress=True)
+        for r in history:
+            print(f"epoch {r['epoch']:g}: val after steps 1..{len(r['val_acc'])}: "
+                  + " ".join(f"{100 * a:.2f}" for a in r["val_acc"]), flush=True)
+        return history
     out_dir = cfg.out_dir / "select" if cfg.command == "select" else cfg.out_dir
     claim_out_dir(out_dir, cfg.overwrite)
     out = select(cfg) if cfg.command == "select" else evaluate(cfg)

@@ -177,3 +177,40 @@ def test_low_latency_smoke_trains_converts_and_compares(tmp_path):
     peer = models["relu"]["spikingjelly"]
     if peer is not None:  # optional peer: same conversion, same curve
         assert peer["accuracy"] == pytest.approx(models["relu"]["bsnn"]["accuracy"][:4])
+
+
+def test_energy_front_smoke(tmp_path):
+    from experiments import energy_front
+
+    out = energy_front.main(["--smoke", "--out-dir", str(tmp_path)])
+    assert (tmp_path / "energy_front.png").stat().st_size > 5_000
+    assert set(out["models"]) == {"standard", "digits-direct"}
+    assert set(out["baselines"]) == {"digits-xnor"} and out["n_test"] == out["n_val"] == 64
+    for entry in out["models"].values():
+        op, test = entry["operating_point"], entry["test"]
+        t = op["t"]
+        assert 1 <= t <= len(test["accuracy"]) == 8
+        assert op["interval"][0] <= op["accuracy"] == test["accuracy"][t - 1] <= op["interval"][1]
+        assert test["energy_xnor"] == [float(s) for s in range(1, 9)]     # Eq. 10: T x BNN
+        assert all(a <= b for a, b in zip(test["energy"], test["energy"][1:]))  # cumulative
+        assert all(s > e for s, e in zip(test["energy_sensed"], test["energy"]))
+        assert op["ops_all"] > 0 and op["ops_hidden"] > 0
+        cmp = op["vs_baseline"]
+        assert cmp["both"] + cmp["a_only"] + cmp["b_only"] + cmp["neither"] == 64
+        assert 0 < cmp["p_value"] <= 1
+    # the standard conversion's percentile was chosen on val among the two smoke candidates
+    standard = out["models"]["standard"]
+    assert standard["choice"] in (99.0, 99.9) and len(standard["val_choices"]) == 2
+    assert standard["val_choices"][str(standard["choice"])]["val_energy"] == min(
+        c["val_energy"] for c in standard["val_choices"].values())
+
+
+def test_paired_reset_smoke(tmp_path):
+    from experiments import paired_reset
+
+    out = paired_reset.main(["--smoke", "--out-dir", str(tmp_path)])
+    assert set(out["steps"]) == {8, 16} and out["n"] == 64
+    for row in out["steps"].values():
+        assert row["both"] + row["a_only"] + row["b_only"] + row["neither"] == 64
+        assert row["difference"] == pytest.approx(row["sif"] - row["rif"])
+        assert row["interval"][0] <= row["difference"] <= row["interval"][1]

@@ -33,7 +33,7 @@ from bsnn_bindsnet.imc import export_imc
 from bsnn_bindsnet.interop.nir_io import to_nir
 from bsnn_bindsnet.simulation.simulate import simulate
 from bsnn_bindsnet.snn import neurons
-from bsnn_bindsnet.snn.network import build_network, load_plan
+from bsnn_bindsnet.snn.network import build_network, load_plan, save_plan
 from bsnn_bindsnet.snn.plan import SYNAPSES, BSNNPlan, LayerSpec, LinearSynapse, Synapse
 from bsnn_bindsnet.training.models import get_model
 
@@ -245,3 +245,18 @@ def test_the_console_script_takes_the_plugin(tmp_path):
                          timeout=300)
     assert run.returncode == 0, run.stderr
     assert torch.load(tmp_path / "snn.pt", weights_only=True)["reset"] == "clamp"
+
+
+def test_bsnn_simulate_runs_the_t_the_network_records(tmp_path):
+    model, snn = _untrained_model(tmp_path / "model.pt"), tmp_path / "snn.pt"
+    assert main(["convert", str(model), "--out", str(snn), "--no-eval", "--calib-size",
+                 "16"]) == 0
+    plan = load_plan(snn)
+    assert plan.info.timesteps is None and plan.info.dataset == "digits"
+    plan.info.timesteps = 5  # as the direct route and the *-qcfs-snn models record it
+    save_plan(plan, snn)
+    for extra, steps in (([], 5), (["--timesteps", "3"], 3)):
+        out = tmp_path / f"sim{steps}"
+        assert main(["simulate", str(snn), "--out", str(out), "--limit", "4",
+                     "--no-progress", *extra]) == 0
+        assert len(json.loads((out / "simulation.json").read_text())["accuracy"]) == steps

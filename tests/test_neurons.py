@@ -96,3 +96,26 @@ def test_importing_neurons_does_not_import_bindsnet():
     code = "import sys, bsnn_bindsnet.snn.neurons; print('bindsnet' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_cli_spells_the_builtin_names_torch_free():
+    from bsnn_bindsnet.cli import checks
+
+    assert checks.NEURON_NAMES == tuple(neurons.NEURONS) and checks.V_INIT_NAMES == tuple(V_INITS)
+    assert checks.known_neurons() == tuple(neurons.NEURONS)  # the live registry once imported
+
+
+def test_what_the_edges_ask_a_neuron_model():
+    import nir
+    import numpy as np
+
+    for name, model in neurons.NEURONS.items():
+        node = model.nir_node(nir, np.full((3,), 2.0, np.float32))
+        assert type(node).__name__ == "IF" and node.v_reset.tolist() == [0.0] * 3, name
+        assert model.direct and model.imc_rule
+    new = type("Plain", (neurons.NeuronModel,), {"__call__": lambda self, v, s, th: v})()
+    assert new.direct and new.imc_rule is None and new.make_nodes((2,), 1.0, "x", "zero") is None
+    with pytest.raises(NotImplementedError, match="defines no NIR node"):
+        new.nir_node(nir, np.ones(2, np.float32))
+    assert neurons.unsupported("x", "IMC export", "why") == (
+        "neuron model 'x' is not supported by IMC export: why")

@@ -26,11 +26,13 @@ INSTALL = "make install (the `peers` extra: pip install 'bsnn-bindsnet[peers]')"
 
 
 def _norse():
-    return pytest.importorskip("norse.torch", reason=f"peer check: Norse is not installed; {INSTALL}")
+    return pytest.importorskip("norse.torch",
+                               reason=f"peer check: Norse is not installed; {INSTALL}")
 
 
 def _snntorch():
-    return pytest.importorskip("snntorch", reason=f"peer check: snnTorch is not installed; {INSTALL}")
+    return pytest.importorskip("snntorch",
+                               reason=f"peer check: snnTorch is not installed; {INSTALL}")
 
 
 ADAPTERS = {"norse": (_norse, norse_from_nir), "snntorch": (_snntorch, snntorch_from_nir)}

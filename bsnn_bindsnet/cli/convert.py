@@ -134,6 +134,11 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson encoder")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--arithmetic", choices=("auto", "float", "onednn", "int_mm"),
+                   default="auto",
+                   help="binary layers: exact integer arithmetic where it runs and is faster "
+                   "(auto), or force the float path or one integer kernel; the spikes are the "
+                   "same, simulation.json records which ran")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results of an earlier simulation in --out")
@@ -165,7 +170,8 @@ def run_simulate(args: argparse.Namespace) -> int:
                               one_step=args.mode == "one-step", encoding=encoding,
                               batch_size=args.batch_size, device=device,
                               generator=torch.Generator().manual_seed(args.seed),
-                              progress=args.progress and world()[0] == 0)
+                              progress=args.progress and world()[0] == 0,
+                              arithmetic=args.arithmetic)
     if world()[0] != 0:
         return 0
     out = Path(args.out)
@@ -181,8 +187,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     plot_accuracy({name: result.accuracy}, out / "accuracy.png", ann=ann,
                   title=f"{dataset} ({summary['mode']}, {encoding})")
     print(accuracy_table({name: result.accuracy}, ann))
-    print(f"mode: {summary['mode']}; {result.n} samples in {result.seconds:.1f} s; "
-          f"results in {out}/")
+    ran = ", ".join(sorted(set(result.arithmetic.values()))) or "no binary layer"
+    print(f"mode: {summary['mode']}; arithmetic: {ran}; {result.n} samples in "
+          f"{result.seconds:.1f} s; results in {out}/")
     return 0
 
 

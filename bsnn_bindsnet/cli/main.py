@@ -4,7 +4,9 @@ Sub-commands import what they need when they run, so ``bsnn --help`` stays fast 
 import BindsNET; their arguments are checked before torch is imported
 (:mod:`bsnn_bindsnet.cli.checks`). The commands live in :mod:`bsnn_bindsnet.cli.train`
 (train, evaluate, presets), :mod:`bsnn_bindsnet.cli.convert` (convert, simulate, export-nir,
-import-nir) and :mod:`bsnn_bindsnet.cli.zoo` (zoo).
+import-nir) and :mod:`bsnn_bindsnet.cli.zoo` (zoo). User plugins (``bsnn --plugin MODULE`` and the
+entry-point group ``bsnn_bindsnet.plugins``, :mod:`bsnn_bindsnet.cli.plugins`) are loaded before
+the parser is built, so its choices offer what they register.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def from_nir(graph_or_path: Any) -> BSNNPlan:
     semantics (reset to ``v_reset = 0``, :math:`v(0) = 0`). A leading batch dimension of 1 in
     the ``Input`` shape that the nodes it feeds do not take (nirtorch's sample batch) is
     dropped. Weights are read as float32; two-valued rows become binary synapses. How the
-    readout was obtained is in ``plan.info["nir"]["readout"]``.
+    readout was obtained is in ``plan.info.nir["readout"]``.
 
     Raises:
         NotImplementedError: a node type outside :data:`SUPPORTED_NODES` (named, with its type),

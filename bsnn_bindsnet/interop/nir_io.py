@@ -19,8 +19,9 @@ conv + folded avg-pool          ``Conv2d`` ``L_syn`` -> ``AvgPool2d`` ``L_syn_po
 linear synapse                  (``Flatten`` ``L_syn_flat`` if the source is not 1-D) ->
                                 ``Linear`` ``L_syn`` (``Affine`` when it has a bias)
 avg-pool of spikes              ``AvgPool2d`` ``L_syn``
-IF layer (SIF or RIF)           ``IF`` ``L``: ``r = 1``, ``v_threshold`` = :math:`\theta`
-                                broadcast to the layer shape, ``v_reset = 0``
+IF layer (SIF or RIF)           ``IF`` ``L``: ``r = 1``, ``v_threshold`` =
+                                ``nextafter(theta, -inf)`` (float32) broadcast to the layer
+                                shape, ``v_reset = 0``
 non-firing readout              ``I`` ``readout`` (``r = 1``) -> ``Output`` ``output``
 residual synapse (from l-2)     a second chain ``L_res`` (same kinds of nodes, its own weight
                                 :math:`f \operatorname{sign}(W)`) into the same ``IF`` node
@@ -41,13 +42,24 @@ resets and starts in ``graph.metadata["bsnn_bindsnet"]``:
   (SIF: ``v <- v - v_threshold``; a reader that ignores the key resets to 0 instead);
 - ``"v_init"``: ``"zero"`` (NIR's implicit :math:`v(0) = 0`) or ``"half"``
   (:math:`v(0) = v_{threshold}/2`; NIR has no initial-state field);
-- ``"spike_condition"``: ``"v >= v_threshold"``: BindsNET fires when the potential *reaches*
-  the threshold, NIR's equations (and Norse, snnTorch) when it *exceeds* it; the two differ
-  only when :math:`v = \theta` exactly.
+- ``"spike_condition"``: ``"v > v_threshold"``. BindsNET fires when the potential *reaches*
+  :math:`\theta`, NIR's equations (and Norse, snnTorch) when it *exceeds* ``v_threshold``. The
+  file stores ``v_threshold = nextafter(theta, -inf)`` in float32 (``"threshold_rule"``): no
+  float32 lies between the two, so ``v > v_threshold`` exactly when ``v >= theta``, and a peer
+  fires on the same steps even when the potential lands on :math:`\theta`. On import, every
+  graph is read with NIR's rule (:math:`\theta` = ``nextafter(v_threshold, +inf)``), except
+  this package's nir-v1 files, whose ``"v >= v_threshold"`` says they stored :math:`\theta`.
 
 Each ``IF`` node repeats ``reset`` and ``v_init`` in its own metadata, with its plan ``name``.
 A graph without these keys (from another tool) is read with NIR's semantics: reset to
-``v_reset`` (which must be 0), :math:`v(0) = 0`. Time is discrete, one NIR step per BindsNET
+``v_reset`` (which must be 0), :math:`v(0) = 0`, fire at ``v > v_threshold``. A peer ignores
+the keys: it runs a SIF graph as RIF and starts from :math:`v = 0`; ``to_nir(...,
+peer_compatible=True)`` refuses such a network (``bsnn export-nir --peer-compatible``).
+Imports refuse NaN/inf weights or biases and NaN, infinite or non-positive thresholds, naming
+the node; ``plan.info.nir["full_precision"]`` lists the layers whose weights are not
+:math:`\pm\alpha` rows. Files are read without nir's own type inference, which refuses what the
+peers write (a batch dimension in ``Input``, scalar parameters): :func:`from_nir` checks the
+shapes itself. Time is discrete, one NIR step per BindsNET
 step, ``dv = R I`` with ``r = 1`` (other ``r`` are refused).
 
 Graphs written by peers (checked in ``tests/test_nir_io.py``): Norse 1.1.0's ``to_nir`` writes

@@ -6,20 +6,22 @@ converted B-SNN uses. :func:`norse_from_nir` and :func:`snntorch_from_nir` are t
 importers with those pieces supplied; each gap is the peer's, and each is checked in
 ``tests/test_nir_peers.py``:
 
-=====================  ======================================  ======================================
-NIR node               Norse 1.1.0 as shipped                  snnTorch 1.0.0 as shipped
-=====================  ======================================  ======================================
-``AvgPool2d``          no mapping: ``from_nir`` fails          imported (``nn.AvgPool2d``)
-``I`` (readout)        dropped without a word: the output is   no mapping: ``import_from_nir`` fails
-                       the current into it, not its potential
-``Flatten``            ``nn.Flatten(start_dim)`` counts the batch: ``start_dim = 0`` flattens the
-                       whole batch into one vector, so only a batch of one runs (NIR's
-                       dimensions exclude the batch)
-``IF``                 ``IAFCell``: exact                      ``Leaky(beta=0.9)``: a leak, a
-                                                               ``(spk, mem)`` output the next
-                                                               layer cannot take, and per-neuron
-                                                               thresholds refused
-=====================  ======================================  ======================================
+=============  ===================================  ===================================
+NIR node       Norse 1.1.0 as shipped               snnTorch 1.0.0 as shipped
+=============  ===================================  ===================================
+``AvgPool2d``  no mapping: ``from_nir`` fails       imported (``nn.AvgPool2d``)
+``I``          dropped without a word: the output   no mapping: ``import_from_nir``
+               is the current into the readout      fails
+``Flatten``    ``nn.Flatten(0)``: the batch too     ``nn.Flatten(0)``: the batch too
+``IF``         ``IAFCell``: exact                   ``Leaky(beta=0.9)``: leaky, with a
+                                                    ``(spk, mem)`` output the next layer
+                                                    cannot take; per-neuron thresholds
+                                                    refused
+=============  ===================================  ===================================
+
+NIR counts a ``Flatten``'s dimensions from the sample's first (its shapes exclude the batch);
+both peers hand them to ``nn.Flatten`` unchanged, so ``start_dim = 0`` flattens the whole batch
+into one vector and only one sample at a time runs.
 
 The adapters map ``AvgPool2d`` to ``nn.AvgPool2d``, ``I`` to :class:`Integrator`, ``Flatten`` to
 :func:`batch_flatten` and (snnTorch) ``IF`` to ``Leaky(beta=1, reset_mechanism="zero",
@@ -108,7 +110,8 @@ def _snntorch_if(node: Any) -> nn.Module:
     thresholds (one per neuron when they differ)."""
     import snntorch as snn
 
-    if not np.all(np.asarray(node.r) == 1) or np.any(np.asarray(node.v_reset) != 0):
+    v_reset = np.zeros(()) if node.v_reset is None else np.asarray(node.v_reset)
+    if not np.all(np.asarray(node.r) == 1) or np.any(v_reset != 0):
         raise NotImplementedError("snnTorch adapter: an IF with r != 1 or v_reset != 0 has no "
                                   "snnTorch Leaky form")
     thr = np.asarray(node.v_threshold, np.float32)
@@ -189,6 +192,8 @@ def run_peer(module: nn.Module, x: Tensor, timesteps: int,
         ``({name: bool [T, B, *shape]}, outputs [T, B, *out])``: the module's output at each
         step (with an :class:`Integrator` readout, the readout's potential).
     """
+    import torch.fx  # nirtorch's nir_to_torch builds a GraphModule
+
     rec: dict[str, list[Tensor]] = {name: [] for name in record}
 
     def hook(name: str) -> Any:

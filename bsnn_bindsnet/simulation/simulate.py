@@ -27,6 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from bsnn_bindsnet.snn.connections.integer import (arithmetic_used, check_arithmetic,
+                                                   restore_arithmetic, set_arithmetic)
 from bsnn_bindsnet.snn.plan import INPUT, READOUT
 from bsnn_bindsnet.snn.encoding import ENCODINGS, encode
 from bsnn_bindsnet.snn.functional import to_conv_layout
@@ -39,14 +41,40 @@ __all__ = ["ROW_STATE", "ReadoutTracker", "SimResult", "SpikeCounter", "labelled
 def spike_counts(s: Tensor) -> Tensor:
     """Spikes per sample, ``[B, *shape]`` -> ``int32 [B]``.
 
-    Bool spikes are summed as their ``uint8`` bytes into ``int32``: summing a bool tensor
-    first copies it to ``int64`` (about 15x slower at batch 256). A sum over the non-batch
-    dims, as ``flatten(1)`` would copy a channels-last tensor.
+    Summing a bool tensor first copies it to ``int64``. Instead, when each sample's spikes
+    are one dense block of whole 8-byte words (channels-last or contiguous, ``n % 8 == 0``),
+    the words are added as ``int64`` in groups of at most 255: each of a word's 8 bytes is a
+    0 / 1 spike, so every byte lane of the group sum stays below 256 and never carries into
+    the next; the lanes are then added up. Otherwise the bytes are summed as ``uint8`` into
+    ``int32``. Both are exact; a sum over the non-batch dims, never ``flatten(1)``, which
+    would copy a channels-last tensor.
     """
     dims = tuple(range(1, s.dim()))
-    if s.dtype == torch.bool:
-        return s.view(torch.uint8).sum(dim=dims, dtype=torch.int32)
-    return s.sum(dim=dims).to(torch.int32)
+    if s.dtype != torch.bool:
+        return s.sum(dim=dims).to(torch.int32)
+    u8 = s.view(torch.uint8)
+    b, n = s.shape[0], s[0].numel()
+    words = _sample_words(u8, b, n)
+    if words is None:
+        return u8.sum(dim=dims, dtype=torch.int32)
+    full = words.shape[1] // 255 * 255
+    lanes = words[:, :full].reshape(b, -1, 255).sum(2)  # [B, groups] int64, lanes < 256
+    rest = words[:, full:].sum(1, keepdim=True)
+    lanes = torch.cat([lanes, rest], 1).contiguous().view(torch.uint8)
+    return lanes.sum(1, dtype=torch.int32)
+
+
+def _sample_words(u8: Tensor, b: int, n: int) -> Tensor | None:
+    """The ``uint8`` spikes as ``int64 [B, n / 8]`` words without a copy, or None."""
+    if n % 8 or b == 0 or u8.storage_offset() % 8 or u8.data_ptr() % 8:
+        return None
+    if u8.is_contiguous():
+        flat = u8.view(b, n)
+    elif u8.dim() == 4 and u8.is_contiguous(memory_format=torch.channels_last):
+        flat = u8.permute(0, 2, 3, 1).reshape(b, n)  # a view: [B, H, W, C] is contiguous
+    else:
+        return None
+    return flat.view(torch.int64)
 
 
 class SpikeCounter:
@@ -139,6 +167,9 @@ class SimResult:
         step_confidence: ``[T, N]`` max potential after each step (``per_sample`` only).
         sample_spikes: Layer -> ``[T, N]`` spikes per sample per step (``per_sample`` only).
         neuron_spikes: Layer -> ``[*shape]`` per-neuron totals (``per_neuron`` only).
+        arithmetic: ``"source->target"`` -> the arithmetic each binary connection ran
+            (``"float"``, ``"onednn"`` or ``"int_mm"``;
+            :mod:`bsnn_bindsnet.snn.connections.integer`).
     """
 
     timesteps: int
@@ -155,6 +186,7 @@ class SimResult:
     sample_spikes: dict[str, Tensor] = field(default_factory=dict)
     neuron_spikes: dict[str, Tensor] = field(default_factory=dict)
     seconds: float = 0.0
+    arithmetic: dict[str, str] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -184,7 +216,8 @@ class SimResult:
                 "mode": "one-step" if self.one_step else "delayed",
                 "encoding": self.encoding, "n": self.n, "accuracy": self.accuracy,
                 "final_accuracy": self.accuracy[-1] if self.timesteps else None,
-                "ifr": self.firing_rates(), "seconds": round(self.seconds, 3)}
+                "ifr": self.firing_rates(), "seconds": round(self.seconds, 3),
+                "arithmetic": dict(self.arithmetic)}
 
 
 ROW_STATE = ("s", "v", "x", "summed")  # per-sample state a stock BindsNET layer may hold
@@ -246,7 +279,8 @@ def _num_batches(data: Any, batch_size: int) -> int | None:
 def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
              encoding: str = "current", batch_size: int = 64, device: torch.device | str = "cpu",
              generator: torch.Generator | None = None, per_neuron: bool = False,
-             per_sample: bool = False, progress: bool = False) -> SimResult:
+             per_sample: bool = False, progress: bool = False,
+             arithmetic: str | None = None) -> SimResult:
     """Simulate ``network`` on every sample of ``data`` for ``timesteps`` steps.
 
     Args:
@@ -263,14 +297,18 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         generator: RNG for Poisson coding.
         per_neuron: Also keep per-neuron spike totals (for IFR maps).
         per_sample: Also keep ``[T, N]`` per-sample traces (predictions, confidence, spikes).
+        arithmetic: For this run, the arithmetic of every binary connection: ``"auto"``
+            (integer where it runs and is faster), ``"float"`` (force the float path),
+            ``"onednn"`` or ``"int_mm"``; None keeps the connections' own (``"auto"`` unless
+            changed). All give the same spikes and potentials; the result records which ran.
 
     Returns:
         A :class:`SimResult`.
 
     Raises:
         TypeError: ``data`` in none of the accepted forms.
-        ValueError: empty data, data without labels, a wrong input shape, non-finite inputs
-            or labels outside the readout's classes.
+        ValueError: empty data, data without labels, a wrong input shape, non-finite inputs,
+            labels outside the readout's classes or an unknown ``arithmetic``.
     """
     check_samples(data)
     if timesteps < 1:
@@ -282,6 +320,8 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     shape = tuple(network.layers[INPUT].shape)
     n_classes = network.layers[READOUT].n
     layers = [name for name in network.layers if name not in (INPUT, READOUT)]
+    if arithmetic is not None:
+        check_arithmetic(arithmetic)
     counter = SpikeCounter(network, layers, timesteps, per_neuron=per_neuron)
     tracker = ReadoutTracker(network, timesteps)
     network.add_monitor(counter, "_bsnn_counter")
@@ -298,6 +338,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
 
         todo = tqdm(todo, total=_num_batches(data, batch_size), desc=f"simulate T={timesteps}",
                     leave=False, dynamic_ncols=True)
+    before = {} if arithmetic is None else set_arithmetic(network, arithmetic)
     t0 = time.perf_counter()
     try:
         with torch.no_grad():
@@ -329,6 +370,8 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
                         per_step[name].append(counter.per_step[name].cpu())
     finally:
         del network.monitors["_bsnn_counter"], network.monitors["_bsnn_readout"]
+        used = arithmetic_used(network)
+        restore_arithmetic(network, before)
     seconds = time.perf_counter() - t0
     if not labels:
         raise ValueError("the data set is empty; expected at least one sample")
@@ -342,5 +385,5 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         confidence=traces["step_confidence"][-1] if per_sample else torch.cat(confs),
         labels=torch.cat(labels), layer_spikes=spikes,
         layer_neurons={name: network.layers[name].n for name in layers},
-        neuron_spikes=counter.per_neuron, seconds=seconds, **traces)
+        neuron_spikes=counter.per_neuron, seconds=seconds, arithmetic=used, **traces)
     return result

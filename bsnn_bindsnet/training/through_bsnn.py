@@ -26,14 +26,12 @@ and :math:`\alpha` per output channel) and QCFS :math:`\lambda`; ``bsnn convert`
 to its B-SNN with no calibration. Files in ``out_dir`` (atomic): ``config.json``,
 ``metrics.json`` (one row per epoch), ``epoch-K/model.pt`` and ``model.pt``.
 
-    python -m bsnn_bindsnet.training.through_bsnn --init-from runs/fmnist-bwn/model.pt \
-        --teacher runs/fmnist-fp/model.pt --percentiles relu1=98,relu2=99,... --out runs/t2
+The command line is ``python -m experiments.low_latency_t2 train`` (it also accepts
+``zoo:NAME``, which this floor may not resolve).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import math
 import time
@@ -47,7 +45,7 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TuneConfig", "parse_percentiles", "step_loss", "tune", "main"]
+__all__ = ["TuneConfig", "parse_percentiles", "start_model", "step_loss", "tune"]
 
 
 @dataclass(frozen=True)
@@ -55,19 +53,23 @@ class TuneConfig:
     """One run of :func:`tune`.
 
     Attributes:
-        init_from: ``zoo:NAME`` or a ``model.pt``: a ReLU BWN (converted with
-            ``percentiles``) or a QCFS BWN (its own :math:`\lambda`).
+        init_from: A ``model.pt``: a ReLU BWN (converted with ``percentiles``) or a QCFS BWN
+            (its own :math:`\lambda`).
         out_dir: Run folder.
         percentiles: ReLU name -> percentile of its :math:`\lambda` (a ReLU start only).
         dataset: Registered dataset.
         levels: QCFS levels :math:`L` of the twin (its ANN only; the B-SNN ignores it).
         timesteps: :math:`T` of the unrolled training pass.
         loss_steps: Steps whose readout enters the loss (each in 1..T; default all).
-        teacher: ``zoo:NAME`` or ``model.pt`` of the distillation teacher (``None``: none).
+        teacher: ``model.pt`` of the distillation teacher (``None``: none).
         kd_weight: Weight ``w`` of the distillation term.
         kd_temperature: Its temperature ``tau``.
         epochs, lr, batch_size: Adam, ``lr`` halved after every epoch (``halve``) or
-            cosine-annealed per batch to 0 (``cosine``).
+            cosine-annealed per batch to 0 at the end of training (``cosine``).
+        max_batches: Stop after this many batches in all (``None``: ``epochs`` full epochs);
+            the cosine schedule spans the batches actually trained.
+        eval_every: Also measure (and keep) the network every this many batches.
+        eval_start: Measure the starting network (row 0) too.
         schedule: ``"halve"`` or ``"cosine"``.
         eval_steps: Validation accuracy is measured after steps 1..``eval_steps``.
         select_step: The step whose validation accuracy picks the epoch (default ``T``).
@@ -88,6 +90,9 @@ class TuneConfig:
     kd_weight: float = 0.5
     kd_temperature: float = 4.0
     epochs: int = 3
+    max_batches: int | None = None
+    eval_every: int | None = None
+    eval_start: bool = True
     lr: float = 5e-4
     batch_size: int = 128
     schedule: str = "halve"
@@ -157,22 +162,17 @@ def step_loss(out: Tensor, y: Tensor, steps: Sequence[int], teacher: Tensor | No
     return total / len(steps)
 
 
-def _load(spec: str) -> nn.Module:
-    from bsnn_bindsnet.zoo.registry import load_spec
+def _load(path: str) -> nn.Module:
+    from bsnn_bindsnet.training.models import load_model
 
-    return load_spec(spec)
+    return load_model(path).eval()
 
 
-def _model_meta(spec: str) -> tuple[str, dict[str, Any]]:
-    """Registry name and kwargs of the model at ``spec``."""
-    if spec.startswith("zoo:"):
-        from bsnn_bindsnet.zoo.registry import entry
-
-        e = entry(spec[len("zoo:"):])
-        return e.model, dict(e.model_kwargs)
+def _model_meta(path: str) -> tuple[str, dict[str, Any]]:
+    """Registry name and kwargs of the model file at ``path``."""
     from bsnn_bindsnet.checkpoint import read_model_file
 
-    blob = read_model_file(spec)
+    blob = read_model_file(path)
     return blob["model"], dict(blob["model_kwargs"])
 
 
@@ -208,7 +208,9 @@ def _write_json(obj: Any, path: Path) -> None:
 
 def tune(cfg: TuneConfig, *, progress: bool = False) -> list[dict[str, Any]]:
     """Train as ``cfg`` says (module docstring); returns one row per epoch (epoch 0: the
-    start), each with the validation accuracy after steps 1..``eval_steps``."""
+    start; then one per epoch, per ``eval_every`` batches and at the end), each with the
+    validation accuracy after steps 1..``eval_steps``; ``epoch`` counts epochs done (1.5: half
+    way through the second), ``batches`` the batches."""
     from torch.utils.data import Subset
 
     from bsnn_bindsnet.checkpoint import save_model
@@ -238,37 +240,43 @@ def tune(cfg: TuneConfig, *, progress: bool = False) -> list[dict[str, Any]]:
     n_batches = math.ceil(len(train) / cfg.batch_size)
     history: list[dict[str, Any]] = []
 
-    def finish_epoch(epoch: int, row: dict[str, Any]) -> None:
+    def finish_epoch(epoch: float, row: dict[str, Any]) -> None:
         t0 = time.perf_counter()
         acc = step_accuracy(model.eval(), val, cfg.eval_steps)
         row.update({"epoch": epoch, "val_acc": acc, "val_n": len(val),
                     "lambdas": {n: m.lam.item() for n, m in _qcfs(model).items()},
                     "eval_seconds": round(time.perf_counter() - t0, 1)})
-        path = save_model(model, out / f"epoch-{epoch}" / "model.pt", name=name,
+        path = save_model(model, out / f"epoch-{epoch:g}" / "model.pt", name=name,
                           model_kwargs=kwargs, meta={"dataset": cfg.dataset, "epoch": epoch,
                                                      "val_acc": acc, "tuned": "through_bsnn"})
         history.append(row)
         _write_json(history, out / "metrics.json")
-        log.info("epoch %d: val acc after steps 1..%d: %s", epoch, cfg.eval_steps,
+        log.info("epoch %g: val acc after steps 1..%d: %s", epoch, cfg.eval_steps,
                  " ".join(f"{100 * a:.2f}" for a in acc))
-        best = max(history, key=lambda r: (r["val_acc"][select - 1], -r["epoch"]))
+        best = max(history, key=lambda r: (r["val_acc"][select - 1], -r["batches"]))
         if best is row:
             save_model(model, out / "model.pt", name=name, model_kwargs=kwargs,
                        meta={"dataset": cfg.dataset, "epoch": epoch, "val_acc": acc,
                              "selected_on": f"val accuracy at T = {select}",
                              "tuned": "through_bsnn", "from": str(path)})
 
-    finish_epoch(0, {"lr": 0.0, "train_loss": None, "train_acc": None, "train_seconds": 0.0})
+    total = n_batches * cfg.epochs
+    if cfg.max_batches:
+        total = min(total, cfg.max_batches)
+    if cfg.eval_start:
+        finish_epoch(0, {"batches": 0, "lr": 0.0, "train_loss": None, "train_acc": None,
+                         "train_seconds": 0.0})
+    done, t0, loss_sum, correct, n = 0, time.perf_counter(), 0.0, 0, 0
     for epoch in range(cfg.epochs):
         torch.manual_seed(cfg.seed * 1_000_003 + epoch + 1)
         loader = make_loader(train, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
                              epoch=epoch)
         snn.train()
-        t0, loss_sum, correct, n = time.perf_counter(), 0.0, 0, 0
         for i, (x, y) in enumerate(loader):
-            k = epoch * n_batches + i
+            if done >= total:
+                break
             lr = (cfg.lr * 0.5 ** epoch if cfg.schedule == "halve" else
-                  0.5 * cfg.lr * (1 + math.cos(math.pi * k / (cfg.epochs * n_batches))))
+                  0.5 * cfg.lr * (1 + math.cos(math.pi * done / total)))
             for g in opt.param_groups:
                 g["lr"] = lr
             body = snn.body(x.unsqueeze(0).expand(cfg.timesteps, *x.shape).flatten(0, 1))
@@ -283,16 +291,21 @@ def tune(cfg: TuneConfig, *, progress: bool = False) -> list[dict[str, Any]]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            done += 1
             loss_sum += loss.item() * len(y)
             correct += int((per_step.mean(0).argmax(1) == y).sum())
             n += len(y)
             if progress and i % 50 == 0:
-                log.info("epoch %d batch %d/%d loss %.4f (%.0f s)", epoch + 1, i, n_batches,
-                         loss.item(), time.perf_counter() - t0)
-        finish_epoch(epoch + 1, {"lr": cfg.lr * 0.5 ** epoch if cfg.schedule == "halve"
-                                 else cfg.lr, "train_loss": loss_sum / n,
-                                 "train_acc": correct / n,
-                                 "train_seconds": round(time.perf_counter() - t0, 1)})
+                log.info("epoch %d batch %d/%d loss %.4f lr %.3g (%.0f s)", epoch + 1, i,
+                         n_batches, loss.item(), lr, time.perf_counter() - t0)
+            if done == total or i + 1 == n_batches or (cfg.eval_every
+                                                       and done % cfg.eval_every == 0):
+                finish_epoch(round(done / n_batches, 3),
+                             {"batches": done, "lr": lr, "train_loss": loss_sum / n,
+                              "train_acc": correct / n,
+                              "train_seconds": round(time.perf_counter() - t0, 1)})
+                snn.train()
+                t0, loss_sum, correct, n = time.perf_counter(), 0.0, 0, 0
     return history
 
 
@@ -300,50 +313,3 @@ def _qcfs(model: nn.Module) -> dict[str, Any]:
     from bsnn_bindsnet.training.qcfs import qcfs_modules
 
     return qcfs_modules(model)
-
-
-def parse_args(argv: Sequence[str] | None = None) -> TuneConfig:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = TuneConfig("", "")
-    p.add_argument("--init-from", required=True, help="zoo:NAME or model.pt (ReLU or QCFS BWN)")
-    p.add_argument("--out", required=True, dest="out_dir")
-    p.add_argument("--percentiles", default="", type=parse_percentiles,
-                   help="ReLU start: NAME=PERCENTILE per ReLU (chosen on val, e.g. by "
-                        "experiments.low_latency_t2 select)")
-    p.add_argument("--dataset", default=d.dataset)
-    p.add_argument("--levels", type=int, default=d.levels)
-    p.add_argument("--timesteps", type=int, default=d.timesteps)
-    p.add_argument("--loss-steps", type=int, nargs="+", default=[])
-    p.add_argument("--teacher", default=None, help="zoo:NAME or model.pt: distillation teacher")
-    p.add_argument("--kd-weight", type=float, default=d.kd_weight)
-    p.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--schedule", choices=("halve", "cosine"), default=d.schedule)
-    p.add_argument("--eval-steps", type=int, default=d.eval_steps)
-    p.add_argument("--select-step", type=int, default=None)
-    p.add_argument("--val-limit", type=int, default=None)
-    p.add_argument("--train-subset", type=int, default=None)
-    p.add_argument("--calib-size", type=int, default=d.calib_size)
-    p.add_argument("--seed", type=int, default=d.seed)
-    args = vars(p.parse_args(argv))
-    args["loss_steps"] = tuple(args["loss_steps"])
-    try:
-        return TuneConfig(**args)
-    except ValueError as err:
-        p.error(str(err))
-        raise
-
-
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = parse_args(argv)
-    history = tune(cfg, progress=True)
-    print(json.dumps([{k: r[k] for k in ("epoch", "val_acc", "train_acc")} for r in history]))
-    return history
-
-
-if __name__ == "__main__":
-    main()

@@ -118,6 +118,10 @@ class ConstantInputCache:
         self._key: tuple | None = None
         self._output: Tensor | None = None
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles start empty."""
+        return {"_input": None, "_key": None, "_output": None}
+
     @staticmethod
     def _key_of(s: Tensor) -> tuple | None:
         if s.requires_grad or s.is_inference():

@@ -19,16 +19,28 @@ most the fan-in :math:`K`. Three arithmetics compute it:
 **Why the results are bitwise identical.** The three compute the same integer :math:`z`
 exactly (float32 represents every integer up to :math:`2^{24}`, and :math:`|z| \le K`). Each
 then forms the float32 product :math:`z \cdot \alpha_c` once: the same two operands, one IEEE
-rounding, so the same float. The bias (if any) is then added, and the average pool applied, by
-the same float operations in every arithmetic. So currents, potentials and spikes match bit for
-bit (``tests/test_connections_integer.py``). This needs the float path to scale the sum
-(:math:`(\operatorname{sign}(W) \ast s)\,\alpha`), not to convolve with :math:`\alpha
-\operatorname{sign}(W)`, which :class:`~bsnn_bindsnet.snn.connections.BinaryConv2dConnection` does.
+rounding, so the same float. The bias (if any) is then added by the same float operation in
+every arithmetic. So currents, potentials and spikes match bit for bit
+(``tests/test_connections_integer.py``). This needs the float path to scale the sum,
+:math:`(\operatorname{sign}(W) \ast s)\,\alpha`, rather than convolve with
+:math:`\alpha \operatorname{sign}(W)`; :class:`~bsnn_bindsnet.snn.connections.BinaryConv2dConnection`
+and :class:`~bsnn_bindsnet.snn.connections.BinaryConnection` do.
 
-``"auto"`` picks ``"onednn"`` on a CPU whose PyTorch build has oneDNN's int8 kernels (2-3x
-faster than the float convolution on an AVX2 CPU, ``benchmarks/binary_arithmetic.py``),
+**Average pooling** of a binary convolution's current is applied to the integer sums before
+:math:`\alpha` (:math:`\alpha\,\operatorname{pool}(z)`, the order of the paper's binary
+accumulate). Where the average of integers is exact (window area a power of two, whole
+windows: :func:`pool_fold`), the integer path folds the pool into the convolution
+(:func:`pooled_kernel`: one convolution with stride :math:`s_c s_p`, about 2.2x less work for a
+3x3 kernel and a 2x2 pool) and applies :math:`\alpha / A` once: :math:`z_p (\alpha / A)` and
+:math:`(z_p / A)\,\alpha` are the same real number (division by a power of two is exact), so
+one rounding gives the same float. Other pools run on the exact float sums, as the float path.
+
+``"auto"`` picks ``"onednn"`` on a CPU whose PyTorch build has oneDNN's int8 kernels,
 ``"int_mm"`` on CUDA where the sizes are multiples of 8 without padding, and ``"float"``
-otherwise. Inputs that are not bool spikes (an analog input layer) always take the float path.
+otherwise (on this project's AVX2 CPU ``torch._int_mm`` falls back to a slow reference loop,
+and oneDNN's int8 convolution is 2-3x faster than its float32 one:
+``benchmarks/binary_arithmetic.py``). Inputs that are not bool spikes (an analog input
+layer) always take the float path.
 """
 
 from __future__ import annotations
@@ -139,6 +151,10 @@ class IntegerKernel:
     def clear(self) -> None:
         """Forget the packed weights."""
         self._packed.clear()
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the packed weights (opaque oneDNN tensors) behind."""
+        return {**self.__dict__, "_packed": {}}
 
     def __call__(self, s: Tensor, sign: Tensor, scale: Tensor, arithmetic: str) -> Tensor:
         """``s``: bool ``[B, C, H, W]`` or ``[B, in]``; ``sign``: ``int8``; ``scale``: float32
