@@ -57,7 +57,7 @@ def _cpu() -> dict:
 
 def load_setting(name: str, limit: int, vgg15_batch: int):
     """``(ann, calibration, x, y, batch)`` of one setting."""
-    from bsnn_bindsnet.ann.models import get_model
+    from bsnn_bindsnet.training.models import get_model
 
     gen = torch.Generator().manual_seed(0)
     if name == "fmnist-bwn-b256":

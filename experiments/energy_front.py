@@ -16,8 +16,9 @@ every input XNORed at every step, exactly T times the BNN, so that axis *is* T).
 
 SPEC is ``zoo:NAME`` or a ``model.pt``. Operating point of a model: the first T at which its
 validation accuracy comes within ``--within`` of its ANN's validation accuracy (a direct model:
-of its own best validation accuracy over the window); the standard conversion's percentile is
-the one whose operating point costs the least event-driven energy on validation. Both are
+of its own best validation accuracy over the window; the best step when never); the standard
+conversion's percentile is the one whose operating point meets that target at the least
+event-driven energy on validation (the most accurate one when none meets it). Both are
 then read on test, and each operating point is compared with the best baseline (on validation)
 by McNemar's exact test on the same test images.
 
@@ -143,12 +144,6 @@ class FanOutCounter:
         self.t += 1
 
 
-def _load(spec: str) -> Any:
-    from bsnn_bindsnet.zoo.registry import load_spec
-
-    return load_spec(spec)
-
-
 def _ann_predictions(model: Any, data: Any, batch_size: int) -> Any:
     import torch
 
@@ -203,21 +198,37 @@ def curve(plan: Any, data: Any, timesteps: int, cfg: Config, encoding: str) -> d
     return out
 
 
-def operating_point(val: dict, reference: float, within: float) -> int:
-    """The first T (1-based) at which the validation accuracy reaches ``reference - within``;
-    the best step when it never does."""
+def operating_point(val: dict, reference: float, within: float) -> tuple[int, bool]:
+    """``(T, met)``: the first T (1-based) at which the validation accuracy reaches
+    ``reference - within`` (``met``), else the best step (``met`` false)."""
     acc = val["accuracy"]
     hit = next((t for t, a in enumerate(acc, start=1) if a >= reference - within), None)
-    return hit if hit is not None else max(range(1, len(acc) + 1), key=lambda t: acc[t - 1])
+    if hit is not None:
+        return hit, True
+    return max(range(1, len(acc) + 1), key=lambda t: acc[t - 1]), False
 
 
-def _point(test: dict, t: int, labels: Any, extra: dict) -> dict:
+def choose(vals: dict, points: dict) -> Any:
+    """The candidate whose operating point meets its target at the least validation energy;
+    when none meets it, the one with the best validation accuracy there."""
+    met = [c for c in vals if points[c][1]]
+    if met:
+        return min(met, key=lambda c: vals[c]["energy"][points[c][0] - 1])
+    return max(vals, key=lambda c: vals[c]["accuracy"][points[c][0] - 1])
+
+
+def _point(test: dict, t: int, extra: dict) -> dict:
     n = test["n"]
     return {"t": t, "accuracy": test["accuracy"][t - 1],
             "interval": accuracy_interval(test["accuracy"][t - 1], n),
             "energy": test["energy"][t - 1], "energy_sensed": test["energy_sensed"][t - 1],
             "energy_xnor": test["energy_xnor"][t - 1], "ops_hidden": test["ops_hidden"][t - 1],
             "ops_all": test["ops_all"][t - 1], **extra}
+
+
+def _val_choice(val: dict, t: int, met: bool) -> dict:
+    return {"t": t, "met": met, "val_accuracy": val["accuracy"][t - 1],
+            "val_energy": val["energy"][t - 1]}
 
 
 def _public(c: dict) -> dict:
@@ -246,6 +257,7 @@ def run(cfg: Config) -> dict:
     from bsnn_bindsnet.data.registry import load_dataset
     from bsnn_bindsnet.direct.export import direct_to_plan
     from bsnn_bindsnet.direct.model import DirectBSNN
+    from bsnn_bindsnet.zoo.registry import load_spec
 
     if cfg.smoke:
         cfg = replace(cfg, **smoke_models(cfg.out_dir))
@@ -260,7 +272,7 @@ def run(cfg: Config) -> dict:
                            "baselines": {}}
     for spec in cfg.baseline:
         name, path = spec.split("=", 1)
-        model = _load(path)
+        model = load_spec(path)
         pred = {s: _ann_predictions(model, d, cfg.batch_size) for s, d in
                 (("val", val), ("test", test))}
         acc = {s: float((pred[s] == labels[s]).double().mean()) for s in pred}
@@ -273,7 +285,7 @@ def run(cfg: Config) -> dict:
     for kind in ("standard", "qcfs", "direct"):
         for spec in getattr(cfg, kind):
             name, path = spec.split("=", 1)
-            model = _load(path)
+            model = load_spec(path)
             if kind == "direct":
                 if not isinstance(model, DirectBSNN):
                     raise ValueError(f"--direct {spec}: not a direct B-SNN")
@@ -292,15 +304,11 @@ def run(cfg: Config) -> dict:
             vals = {c: curve(p, val, steps, cfg, enc) for c, p in candidates.items()}
             points = {c: operating_point(v, ref if ref is not None else max(v["accuracy"]),
                                          cfg.within) for c, v in vals.items()}
-            chosen = min(vals, key=lambda c: (vals[c]["energy"][points[c] - 1], c))
-            t_op = points[chosen]
+            chosen = choose(vals, points)
+            t_op = points[chosen][0]
             tc = curve(candidates[chosen], test, steps, cfg, enc)
             entry: dict[str, Any] = {"kind": kind, "spec": path, "choice": chosen,
-                                     "val_choices": {str(c): {"t": points[c],
-                                                              "val_accuracy":
-                                                              vals[c]["accuracy"][points[c] - 1],
-                                                              "val_energy":
-                                                              vals[c]["energy"][points[c] - 1]}
+                                     "val_choices": {str(c): _val_choice(vals[c], *points[c])
                                                      for c in vals},
                                      "test": _public(tc),
                                      "val": _public(vals[chosen])}
@@ -316,7 +324,7 @@ def run(cfg: Config) -> dict:
                 extra["vs_baseline"] = {"baseline": best, **compare_predictions(
                     tc["predictions"][t_op - 1], out["baselines"][best]["predictions"],
                     labels["test"]).summary()}
-            entry["operating_point"] = _point(tc, t_op, labels["test"], extra)
+            entry["operating_point"] = _point(tc, t_op, extra)
             out["models"][name] = entry
             op = entry["operating_point"]
             print(f"{name:>14} ({kind}, {chosen}): T = {t_op} (val) -> "

@@ -339,6 +339,8 @@ def evaluate(cfg: Config) -> dict:
             preds, _, _ = step_predictions(model, test, 2)  # the twin that was trained
             out["rows"][name]["unrolled_agreement"] = (
                 (preds == res.step_predictions[:2]).double().mean(1).tolist())
+            first = res.step_predictions[:, :1000] == res.labels[:1000]  # tests/test_through_bsnn
+            out["rows"][name]["first_1000_correct"] = first.sum(1).tolist()
     if cfg.exit_model:
         plan, test_res, model = traces[cfg.exit_model]
         full_val = _val(replace(cfg, select_limit=0))  # the threshold: on all of val

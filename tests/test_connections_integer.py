@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bsnn_bindsnet.ann.models import get_model
+from bsnn_bindsnet.training.models import get_model
 from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 from bsnn_bindsnet.direct.export import direct_to_plan
 from bsnn_bindsnet.direct.model import DirectBSNN
@@ -220,7 +220,7 @@ def test_integer_and_float_networks_agree_spike_for_spike(kind, reset, v_init):
     for arithmetic in ["float", *INTEGER]:
         net = build_network(plan)
         set_arithmetic(net, arithmetic)
-        traces[arithmetic] = _step_all(net, x.clone(), 8)
+        traces[arithmetic] = _step_all(net, x.clone(), 12)
         used = set(arithmetic_used(net).values())
         assert used == {arithmetic}, used  # every binary connection ran it
     ref = traces["float"]
@@ -280,7 +280,7 @@ def test_lean_get_inputs_equals_bindsnets():
     net = build_network(plan)
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        net.run(inputs={"input": x.unsqueeze(0)}, time=2, one_step=True)
+        net.run(inputs={"input": x.unsqueeze(0).expand(2, *x.shape)}, time=2, one_step=True)
         ours, stock = net._get_inputs(), Network._get_inputs(net)
     assert set(ours) == set(stock) and len(ours) == len(net.layers) - 1
     for name in ours:

@@ -201,8 +201,26 @@ def test_energy_front_smoke(tmp_path):
     # the standard conversion's percentile was chosen on val among the two smoke candidates
     standard = out["models"]["standard"]
     assert standard["choice"] in (99.0, 99.9) and len(standard["val_choices"]) == 2
-    assert standard["val_choices"][str(standard["choice"])]["val_energy"] == min(
-        c["val_energy"] for c in standard["val_choices"].values())
+    choices = standard["val_choices"].values()
+    chosen = standard["val_choices"][str(standard["choice"])]
+    if any(c["met"] for c in choices):   # the cheapest of those meeting the target on val
+        assert chosen["met"] and chosen["val_energy"] == min(
+            c["val_energy"] for c in choices if c["met"])
+    else:                                # none meets it: the most accurate on val
+        assert chosen["val_accuracy"] == max(c["val_accuracy"] for c in choices)
+
+
+def test_energy_front_prefers_a_percentile_that_meets_the_target():
+    from experiments.energy_front import choose, operating_point
+
+    cheap = {"accuracy": [0.5, 0.8, 0.85], "energy": [0.1, 0.2, 0.3]}
+    dear = {"accuracy": [0.6, 0.9, 0.95], "energy": [0.3, 0.6, 0.9]}
+    vals = {99.99: cheap, 99.9: dear}
+    points = {c: operating_point(v, 0.95, 0.01) for c, v in vals.items()}
+    assert points == {99.99: (3, False), 99.9: (3, True)}      # 0.94 first reached at T = 3
+    assert choose(vals, points) == 99.9                        # cheaper, but misses the target
+    points = {c: operating_point(v, 0.80, 0.05) for c, v in vals.items()}   # 0.75 at T = 2
+    assert points == {99.99: (2, True), 99.9: (2, True)} and choose(vals, points) == 99.99
 
 
 def test_paired_reset_smoke(tmp_path):

@@ -52,10 +52,10 @@ def bars():
 
 
 def test_the_dataset_loads_normalized_with_its_calib_split(bars):
-    train, calib, test = (load_dataset("bars", s) for s in ("train", "calib", "test"))
-    assert (len(train), len(calib), len(test)) == (600, 128, 200)
+    train, val, calib, test = (load_dataset("bars", s) for s in ("train", "val", "calib", "test"))
+    assert (len(train), len(val), len(calib), len(test)) == (550, 50, 128, 200)  # val: 600 / 12
     x, y = train.tensors
-    assert x.shape == (600, 1, 8, 8) and x.dtype == torch.float32 and set(y.tolist()) == {0, 1}
+    assert x.shape == (550, 1, 8, 8) and x.dtype == torch.float32 and set(y.tolist()) == {0, 1}
     assert abs(x.mean().item()) < 0.05 and abs(x.std().item() - 1) < 0.05  # mean/std fit
     assert calib.tensors[0].shape == (128, 1, 8, 8)
     assert {"bars-fp", "bars-bwn", "bars-bwn-scratch", "bars-xnor"} <= set(PRESETS)

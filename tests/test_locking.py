@@ -101,8 +101,7 @@ def _refused(capsys, argv, root):
     return err
 
 
-def test_train_refuses_a_second_writer_before_importing_anything(tmp_path, capsys,
-                                                                  other_writer):
+def test_train_refuses_a_second_writer_under_any_spelling(tmp_path, capsys, other_writer):
     out = tmp_path / "r"
     lock = other_writer(out)
     err = _refused(capsys, ["train", "--preset", "digits-fp", "--out", out], tmp_path)
@@ -160,3 +159,19 @@ def test_the_lock_is_released_after_a_command(run, tmp_path, capsys):
     assert main(["convert", str(run), "--out", str(tmp_path / "snn.pt")]) == 2  # refused
     capsys.readouterr()
     assert not held(tmp_path / "snn.pt") and not lock_file(tmp_path / "snn.pt").exists()
+
+
+def test_a_second_bsnn_train_is_refused_before_torch_is_imported(tmp_path):
+    """Two `bsnn train --out r` started together: the second stops within the checks."""
+    code = ("import sys\nfrom bsnn_bindsnet.cli.main import main\n"
+            "rc = main(['train', '--preset', 'digits-fp', '--out', sys.argv[1]])\n"
+            "print(rc, 'torch' in sys.modules)")
+    out = tmp_path / "r"
+    with locked(out, command="bsnn train --preset digits-fp --out r"):
+        proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                              text=True, timeout=120, cwd=os.path.dirname(os.path.dirname(
+                                  os.path.abspath(__file__))))
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
+    assert proc.stderr.startswith(f"bsnn train: error: {out} is being written by bsnn train "
+                                  f"--preset digits-fp --out r (pid {os.getpid()}, started ")
+    assert list(tmp_path.iterdir()) == []

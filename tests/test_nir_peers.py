@@ -298,8 +298,7 @@ def test_the_zoo_fmnist_bwn_conversion_runs_in_norse_and_snntorch_on_real_images
         spikes, out = run_peer(load(graph), x, 16, _spiking(plan))
         _assert_same(plan, ours, spikes)
         assert torch.equal(out, ours[READOUT])
-    total = sum(int(ours[name].sum()) for name in _spiking(plan))
+    counts = {name: int(ours[name].sum()) for name in _spiking(plan)}
     with capsys.disabled():
-        print(f"\nfmnist-bwn, 8 test images x 16 steps: {total} spikes in "
-              f"{len(_spiking(plan))} layers and the readout identical in BindsNET, Norse "
-              "1.1.0 and snnTorch 1.0.0")
+        print(f"\nfmnist-bwn, 8 test images x 16 steps: {sum(counts.values())} spikes "
+              f"{counts} and the readout identical in BindsNET, Norse 1.1.0 and snnTorch 1.0.0")

@@ -129,7 +129,7 @@ def test_tune_on_digits_keeps_every_epoch_and_picks_on_val(tmp_path):
     val = load_dataset("digits", "val")
     assert step_accuracy(model, val, 3) == pytest.approx(history[0]["val_acc"])
     trained = load_model(str(tmp_path / "run" / "model.pt")).eval()
-    result = simulate(ann_to_bsnn(trained, None), val, 3, one_step=True)
+    result = simulate(ann_to_bsnn(trained, None), val, 3, one_step=True, per_sample=True)
     preds, _, _ = step_predictions(trained, val, 3)
     assert torch.equal(result.step_predictions, preds)
 
@@ -143,9 +143,56 @@ def test_low_latency_t2_experiment_smoke(tmp_path):
     for g in sel["global"].values():  # the chosen percentile is the best of its curve
         t_best = max(c for c in sel["curves"].values())
         assert g["percentile"] in (96.0, 99.0, 99.9) and t_best
-    out = low_latency_t2.main(["evaluate", "--smoke", "--out-dir", str(tmp_path)])
+    pct = ",".join(f"{n}=98" for n in ("relu1", "relu2", "relu3", "relu4", "relu_fc1"))
+    history = low_latency_t2.main(["train", "--init-from", "zoo:digits-bwn", "--dataset",
+                                   "digits", "--percentiles", pct, "--max-batches", "2",
+                                   "--batch-size", "32", "--out", str(tmp_path / "run")])
+    assert [r["batches"] for r in history] == [0, 2]
+    out = low_latency_t2.main(["evaluate", "--smoke", "--out-dir", str(tmp_path),
+                               "--model", f"t2={tmp_path / 'run' / 'model.pt'}",
+                               "--start", f"start={tmp_path / 'run'}", "--exit-model", "t2"])
     assert out["n_test"] == 64 and out["n_val"] == 120
     for row in out["rows"].values():
         assert len(row["test"]) == len(row["val"]) == 4
+    t2 = out["rows"]["t2"]
+    assert t2["unrolled_agreement"] == [1.0, 1.0]  # BindsNET = the unrolled twin, T = 1, 2
+    assert t2["first_1000_correct"] == [round(64 * a) for a in t2["test"]]
+    (exit_row,) = out["early_exit"]  # --smoke: T_ref = 2 only
+    assert exit_row["t_ref"] == 2 and 1 <= exit_row["test_mean_exit"] <= 2
+    assert exit_row["val_exit"] >= exit_row["val_fixed"] - 0.001
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["config"]["smoke"] is True and math.isfinite(saved["results"]["relu_ann"])
+
+
+# The shipped low-latency B-SNN (issue 20): correct images among the first 1,000 test images
+# after T = 1 and T = 2 steps of its BindsNET simulation (one-step mode, theta = lambda), as
+# measured on the shipped weights by `python -m experiments.low_latency_t2 evaluate ...`
+# (README, "Low latency, part 2"; the count of the first 1,000 is in its results.json).
+SHIPPED_LOW_LATENCY = "fmnist-bsnn-t2"
+SHIPPED_FIRST_1000_CORRECT = {1: None, 2: None}
+
+
+@pytest.mark.slow
+def test_shipped_low_latency_bsnn_accuracy_on_a_fixed_subset():
+    from torch.utils.data import Subset
+
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.data.registry import DatasetNotFoundError, load_dataset
+    from bsnn_bindsnet.simulation.simulate import simulate
+    from bsnn_bindsnet.zoo import registry as zoo
+
+    if SHIPPED_LOW_LATENCY not in {e.name for e in zoo.list_models()}:
+        pytest.skip(f"the zoo has no {SHIPPED_LOW_LATENCY} entry")
+    try:
+        test = Subset(load_dataset("fashion-mnist", "test"), range(1000))
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST is not installed")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = simulate(ann_to_bsnn(zoo.load(SHIPPED_LOW_LATENCY), None), test, 2,
+                          one_step=True, batch_size=250)
+    finally:
+        torch.set_num_threads(threads)
+    correct = {t: round(result.accuracy[t - 1] * 1000) for t in (1, 2)}
+    assert correct == SHIPPED_FIRST_1000_CORRECT

@@ -12,4 +12,5 @@ from bsnn_bindsnet.analysis.ops import (LayerOps, layer_ops, normalized_events, 
                                         ops_report, synaptic_events)
 
 __all__ = ["EarlyExit", "LayerOps", "exit_histogram", "exit_steps", "layer_ops",
-           "normalized_events", "normalized_ops", "ops_report", "rates_until_exit", "sweep", "synaptic_events"]
+           "normalized_events", "normalized_ops", "ops_report", "rates_until_exit", "sweep",
+           "synaptic_events"]

@@ -58,7 +58,7 @@ def to_nir(network_or_plan: Any, *, peer_compatible: bool = False) -> Any:
             ``load_network``), which carries its plan.
         peer_compatible: Write only what a reader that ignores ``bsnn_bindsnet``'s metadata (every
             peer) runs as this package does: refuse a reset other than to zero and
-            :math:`v(0) \ne 0`, end the graph at the readout's synapse instead of NIR's ``I``
+            a non-zero :math:`v(0)`, end the graph at the readout's synapse instead of NIR's ``I``
             (the output is then the readout's input current per step; its running sum is the
             readout's potential), and write each ``Flatten`` with negative dimensions
             (:func:`~bsnn_bindsnet.interop.peers.peer_compatible_graph`).

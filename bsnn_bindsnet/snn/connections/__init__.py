@@ -2,7 +2,9 @@ r"""BindsNET connections for converted binary SNNs: no learning rule, weights in
 
 Binary layers keep :math:`W_b = \alpha \operatorname{sign}(W)` as an ``int8`` sign and one scale
 :math:`\alpha` per output (XNOR-Net / BWN): ``compute`` runs the integer-valued binary MAC first
-and applies :math:`\alpha` last. The first and last layers stay full precision
+and applies :math:`\alpha` last, in exact integer arithmetic for bool spikes where it runs
+(:mod:`bsnn_bindsnet.snn.connections.integer`; ``arithmetic="float"`` forces the float path,
+with bitwise the same result). The first and last layers stay full precision
 (:class:`FullPrecisionConnection`, :class:`FullPrecisionConv2dConnection`), and pooling between
 two spiking layers has its own connections.
 

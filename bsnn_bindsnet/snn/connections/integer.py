@@ -30,8 +30,8 @@ and :class:`~bsnn_bindsnet.snn.connections.BinaryConnection` do.
 :math:`\alpha` (:math:`\alpha\,\operatorname{pool}(z)`, the order of the paper's binary
 accumulate). Where the average of integers is exact (window area a power of two, whole
 windows: :func:`pool_fold`), the integer path folds the pool into the convolution
-(:func:`pooled_kernel`: one convolution with stride :math:`s_c s_p`, about 2.2x less work for a
-3x3 kernel and a 2x2 pool) and applies :math:`\alpha / A` once: :math:`z_p (\alpha / A)` and
+(:func:`pooled_kernel`: one convolution with stride :math:`s_c s_p`; for a 3x3 kernel and a
+2x2 pool, 16 accumulates per input channel and pooled output instead of 4 x 9) and applies :math:`\alpha / A` once: :math:`z_p (\alpha / A)` and
 :math:`(z_p / A)\,\alpha` are the same real number (division by a power of two is exact), so
 one rounding gives the same float. Other pools run on the exact float sums, as the float path.
 
@@ -260,8 +260,9 @@ def pool_fold(pool, conv_stride: Pair) -> tuple[Pair, Pair, int] | None:
     :math:`\operatorname{avgpool}(\operatorname{sign}(W) \ast s)` equals
     :math:`(W_p \ast s) / A` with stride :math:`s_c s_p`, where :math:`A` is the window area
     and :math:`W_p` sums the :math:`A` copies of the signs shifted by the conv stride
-    (:func:`pooled_kernel`): one convolution with a 2.2x smaller output per element of work on
-    a 3x3 kernel and a 2x2 pool. It is exact, and gives the same float as pooling the float
+    (:func:`pooled_kernel`): one convolution instead of a convolution and a pool (for a 3x3
+    kernel and a 2x2 pool, 16 accumulates per pooled output and input channel instead of
+    36). It is exact, and gives the same float as pooling the float
     sums, when the division by :math:`A` is (a power of two) and every window is whole
     (no padding, no ``ceil_mode``, no ``divisor_override``).
 
