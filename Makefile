@@ -17,8 +17,9 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --no-deps -c constraints.txt spikingjelly==2.0.0
 	touch $(STAMP)
 
+# results/demo is the demo's own folder: each `make demo` replaces the previous one
 demo: $(STAMP)
-	$(PY) -m experiments.demo
+	$(PY) -m experiments.demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -87,12 +87,14 @@ def smoke_models(out_dir: Path) -> tuple[str, list[str]]:
     qcfs = runs / "digits-qcfs-bwn"
     snn = runs / "digits-qcfs-snn"
     common = {"progress": False, "train_subset": 512, "seed": 0}
-    if not (qcfs / "model.pt").exists():
+    if not (qcfs / "model.pt").exists():  # never replace a run: resume an interrupted one
+        print(f"training digits-qcfs-bwn (2 epochs) in {qcfs}", flush=True)
         fit(RunConfig("digits-qcfs-bwn", str(qcfs), init_from=str(zoo.materialize("digits-bwn")),
-                      levels=2, epochs=2, **common), overwrite=True)
+                      levels=2, epochs=2, **common), resume=(qcfs / "checkpoint.pt").exists())
     if not (snn / "model.pt").exists():
+        print(f"training digits-qcfs-snn (1 epoch) in {snn}", flush=True)
         fit(RunConfig("digits-qcfs-snn", str(snn), init_from=str(qcfs / "model.pt"),
-                      epochs=1, **common), overwrite=True)
+                      epochs=1, **common), resume=(snn / "checkpoint.pt").exists())
     return "zoo:digits-bwn", [f"qcfs-L2={qcfs / 'model.pt'}", f"qcfs-L2-snn={snn / 'model.pt'}"]
 
 

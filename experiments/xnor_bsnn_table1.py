@@ -95,8 +95,11 @@ def trained_direct(cfg: Config) -> Path:
                                 f"--preset {prefix}-direct --route direct --out {path.parent}`")
     from bsnn_bindsnet.training.fit import RunConfig, fit
 
+    resume = (path.parent / "checkpoint.pt").exists()  # never replace a run (issue 25)
+    print(f"{'resuming' if resume else 'training'} {prefix}-direct (3 epochs) in {path.parent}",
+          flush=True)
     fit(RunConfig(preset=f"{prefix}-direct", out_dir=str(path.parent), epochs=3,
-                  progress=False), overwrite=True)
+                  progress=False), resume=resume)
     return path
 
 

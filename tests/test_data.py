@@ -130,6 +130,10 @@ def test_tensor_dataset_normalizes_and_cuts_the_calib_split():
     assert torch.equal(train.tensors[0], torch.ones(4, 1, 2, 2))   # (0.75 - 0.5) / 0.25; 1 in val
     calib = data.tensor_dataset(info, x, y, "calib", calib_size=3)
     assert torch.equal(calib.tensors[1], y[data.calib_indices(5, 3)])
+    with pytest.raises(ValueError, match="label 2"):
+        data.tensor_dataset(info, x, torch.tensor([0, 1, 2, 0, 0]), "train", calib_size=3)
+    with pytest.raises(ValueError, match=r"expected images \[N, 1, 2, 2\]"):
+        data.tensor_dataset(info, x.view(5, 4), y, "train", calib_size=3)
 
 
 def test_val_is_held_out_of_train_and_calib():
@@ -144,10 +148,6 @@ def test_val_is_held_out_of_train_and_calib():
     assert len(calib) == 11 and not set(calib.tolist()) & set(val.tolist())
     with pytest.raises(ValueError, match="'train', 'val' or 'calib'"):
         data.split_indices(12, "test")
-    with pytest.raises(ValueError, match="label 2"):
-        data.tensor_dataset(info, x, torch.tensor([0, 1, 2, 0, 0]), "train", calib_size=3)
-    with pytest.raises(ValueError, match=r"expected images \[N, 1, 2, 2\]"):
-        data.tensor_dataset(info, x.view(5, 4), y, "train", calib_size=3)
 
 
 @pytest.mark.parametrize("call", [lambda: dataset_info("svhn"),
@@ -176,7 +176,8 @@ def test_augment_rejected_where_undefined():
 
 def test_digits_splits_shapes_and_determinism():
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    assert len(test) == 360 and len(train) == 1797 - 360
+    val = load_dataset("digits", "val")
+    assert len(test) == 360 and len(train) == 1797 - 360 - 120 and len(val) == 120
     x, y = train[0]
     assert x.shape == (1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
     again = load_dataset("digits", "test")
@@ -201,15 +202,21 @@ def test_digits_normalization_constants_match_train_split():
     info = dataset_info("digits")
     assert abs(train.mean().item() - info.mean[0]) < 1e-3
     assert abs(train.std().item() - info.std[0]) < 1e-3
-    x = load_dataset("digits", "train").tensors[0].double()
-    assert abs(x.mean().item()) < 1e-3 and abs(x.std().item() - 1) < 1e-3
+    x = torch.cat([load_dataset("digits", s).tensors[0] for s in ("train", "val")]).double()
+    assert abs(x.mean().item()) < 1e-3 and abs(x.std().item() - 1) < 1e-3  # train + val
+
+
+def _positions_in_train(n_train: int, calib_size: int) -> list[int]:
+    """Where the calib images sit in the train split (both cut from the training images)."""
+    train = data.split_indices(n_train, "train").tolist()
+    return [train.index(i) for i in data.split_indices(n_train, "calib", calib_size).tolist()]
 
 
 def test_digits_calib_is_fixed_subset_of_train():
     train = load_dataset("digits", "train")
     calib = load_dataset("digits", "calib")
     assert len(calib) == 256
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:256]
+    idx = _positions_in_train(1797 - 360, 256)
     assert torch.equal(calib.tensors[0], train.tensors[0][idx])
     assert torch.equal(calib.tensors[1], train.tensors[1][idx])
     assert len(load_dataset("digits", "calib", calib_size=10)) == 10
@@ -271,8 +278,8 @@ def test_fashion_mnist_from_data_root(tmp_path, layout, gz):
     assert torch.allclose(x[0], expected, atol=1e-6)
     train = load_dataset("fashion-mnist", "train", data_root=root)
     calib = load_dataset("fashion-mnist", "calib", data_root=root, calib_size=4)
-    idx = torch.randperm(6, generator=torch.Generator().manual_seed(0))[:4]
-    assert len(train) == 6 and torch.equal(calib.tensors[0], train.tensors[0][idx])
+    idx = _positions_in_train(6, 4)
+    assert len(train) == 5 and torch.equal(calib.tensors[0], train.tensors[0][idx])  # 1 in val
 
 
 def test_bsnn_data_root_env_is_searched(tmp_path, monkeypatch):
@@ -308,7 +315,7 @@ def test_missing_fashion_mnist_mentions_debian_package(tmp_path, monkeypatch):
 def test_real_debian_fashion_mnist():
     train = load_dataset("fashion-mnist", "train")
     test = load_dataset("fashion-mnist", "test")
-    assert len(train) == 60000 and len(test) == 10000
+    assert len(train) == 55000 and len(test) == 10000 and len(load_dataset("fashion-mnist", "val")) == 5000
     x, y = test.tensors
     assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.float32
     assert y.min().item() == 0 and y.max().item() == 9
@@ -390,7 +397,7 @@ def test_imagenet_folder_loads_and_calib_is_deterministic(tmp_path):
     assert torch.equal(calib[0][0], again[0][0])
     assert len(calib.dataset.classes) == 2 and "val" not in calib.dataset.root
     train = load_dataset("imagenet", "train", data_root=tmp_path)
-    assert len(train) == 6 and train[0][0].shape == (3, 224, 224)
+    assert len(train) == 5 and train[0][0].shape == (3, 224, 224)  # 6 images, 1 held out as val
 
 
 def test_imagenet_missing_says_no_download(tmp_path):
@@ -431,7 +438,7 @@ def test_download_uses_torchvision_layout(tmp_path, monkeypatch):
         load_dataset("mnist", "train", data_root=tmp_path / "dl")
     assert calls == []                    # download=False never touches the network
     train = load_dataset("mnist", "train", data_root=tmp_path / "dl", download=True)
-    assert len(train) == 6 and calls and all(c[2] for c in calls)
+    assert len(train) == 5 and calls and all(c[2] for c in calls)  # 6 images, 1 held out as val
     assert calls[0][0] == str(tmp_path / "dl")
 
 
@@ -448,7 +455,8 @@ def test_a_registered_idx_dataset_reads_its_files_from_data_root(tmp_path):
     finally:
         data.unregister_dataset("letters")
     images, labels = arrays["train"]
+    keep = data.split_indices(len(labels), "train")  # the train split: val held out
     expected = (torch.from_numpy(images).float().div(255).unsqueeze(1) - 0.5) / 0.5
-    assert torch.allclose(train.tensors[0], expected) and len(calib) == 4
-    assert train.tensors[1].tolist() == labels.tolist() and info.prefix == "letters"
+    assert torch.allclose(train.tensors[0], expected[keep]) and len(calib) == 4
+    assert train.tensors[1].tolist() == labels[keep.numpy()].tolist() and info.prefix == "letters"
     assert "letters" not in DATASETS

@@ -46,7 +46,7 @@ def test_v1_files_are_read_as_typed_synapses_and_written_back_unchanged(tmp_path
     again = load_plan(save_plan(plan, tmp_path / "again.pt"))
     old = torch.load(DATA / "plan_v1.pt", weights_only=True)
     new = torch.load(tmp_path / "again.pt", weights_only=True)
-    assert old["format"] == new["format"] == PLAN_FORMAT
+    assert old["format"] == "bsnn-bindsnet/bsnn-plan-v1" and new["format"] == PLAN_FORMAT
     for a, b in zip(old["layers"], new["layers"]):
         assert a.keys() == b.keys() and a["synapse"].keys() == b["synapse"].keys()
         for k, v in a["synapse"].items():
@@ -146,3 +146,16 @@ def test_a_registered_synapse_type_builds_saves_and_loads(gain_type, tmp_path):
     with pytest.raises(ValueError, match="'test-gain' is already registered"):
         register_synapse(dataclasses.make_dataclass(
             "Other", [], bases=(GainSynapse,), frozen=True, namespace={"type": "test-gain"}))
+
+
+def test_a_current_plan_without_its_integrity_record_is_refused(tmp_path):
+    """Issue 25, item 12: only v1 plans (written before hashes) may load unchecked."""
+    from bsnn_bindsnet.checkpoint import INTEGRITY_KEY, CheckpointError
+
+    path = save_plan(load_plan(DATA / "plan_v1.pt"), tmp_path / "v2.pt")
+    blob = torch.load(path, weights_only=True)
+    assert blob["format"] == PLAN_FORMAT == "bsnn-bindsnet/bsnn-plan-v2"
+    del blob[INTEGRITY_KEY]
+    torch.save(blob, tmp_path / "stripped.pt")
+    with pytest.raises(CheckpointError, match="integrity record was removed"):
+        load_plan(tmp_path / "stripped.pt")

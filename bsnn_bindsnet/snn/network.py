@@ -17,7 +17,10 @@ from bsnn_bindsnet.checkpoint import CheckpointError, atomic_save, safe_torch_lo
 from bsnn_bindsnet.snn.neurons import check_neuron_options
 from bsnn_bindsnet.snn.plan import INPUT, READOUT, BSNNPlan
 
-PLAN_FORMAT = "bsnn-bindsnet/bsnn-plan-v1"
+PLAN_FORMAT = "bsnn-bindsnet/bsnn-plan-v2"
+# v1 plans (written before issue 25) still load; v2 is always written with an integrity record,
+# so a v2 file without one is refused as damaged (checkpoint.UNHASHED_FORMATS lists only v1)
+PLAN_FORMATS_READ = ("bsnn-bindsnet/bsnn-plan-v1", PLAN_FORMAT)
 
 with warnings.catch_warnings():  # `import bindsnet` filters all warnings process-wide
     from bindsnet.network import Network
@@ -96,7 +99,7 @@ def load_plan(path: str | os.PathLike) -> BSNNPlan:
         raise FileNotFoundError(f"no converted network at {path} (expected a file written by "
                                 "`bsnn convert`)")
     blob = safe_torch_load(path, what="a converted bsnn-bindsnet network")
-    if not isinstance(blob, dict) or blob.get("format") != PLAN_FORMAT:
+    if not isinstance(blob, dict) or blob.get("format") not in PLAN_FORMATS_READ:
         raise CheckpointError(f"{path} is not a converted bsnn-bindsnet network (expected "
                               f"format {PLAN_FORMAT!r})")
     plan = BSNNPlan.from_dict(blob)
