@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-from experiments.common import trained_models, write_results
+from experiments.common import claim_out_dir, trained_models, write_results
 from experiments.harness import RESETS, Setup, ann_accuracy, load_data, simulate_curve
 
 SWEEP_PERCENTILES = (99.9, 99.7, 99.0, 98.0, 95.0)
@@ -43,6 +43,7 @@ class Config:
     data_root: str | None = None
     device: str = "cpu"
     smoke: bool = False
+    overwrite: bool = False
 
     def setup(self, timesteps: int | None = None) -> Setup:
         """The harness :class:`~experiments.harness.Setup` of this run (another window:
@@ -75,6 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--device", default=Config.device)
     p.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=False,
                    help="digits, tiny models trained on the spot, T=16, 64 samples")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing results.json in --out-dir (refused otherwise)")
     args = vars(p.parse_args(argv))
     if args["runs_dir"] is None:
         args["runs_dir"] = args["out_dir"] / "models" if args["smoke"] else Config.runs_dir
@@ -108,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                       write_accuracy_csv)
 
     cfg = parse_args(argv)
+    claim_out_dir(cfg.out_dir, cfg.overwrite)  # the overwrite rule and the lock, first
     paths = trained_models(cfg.dataset, cfg.runs_dir, smoke=cfg.smoke)
     calib, test = load_data(cfg.setup())
     n = len(test)

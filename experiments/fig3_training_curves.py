@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from experiments.common import preset_prefix, print_epoch, pyplot, savefig, write_results
+from experiments.common import claim_out_dir, preset_prefix, print_epoch, pyplot, savefig, write_results
 
 MODES = ("fp", "bwn", "bwn-scratch", "xnor")
 LABELS = {"fp": "full precision", "bwn": "BWN (hybrid, from FP)",
@@ -33,6 +33,7 @@ class Config:
     data_root: str | None = None
     device: str = "cpu"
     progress: bool = False
+    overwrite: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -47,6 +48,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--data-root")
     p.add_argument("--device", default=Config.device)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing results.json in --out-dir (refused otherwise)")
     return Config(**vars(p.parse_args(argv)))
 
 
@@ -106,6 +109,7 @@ def plot(histories: dict[str, list[dict]], path: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse_args(argv)
+    claim_out_dir(cfg.out_dir, cfg.overwrite)  # the overwrite rule and the lock, first
     histories = train_all(cfg)
     rows = summarize(histories)
     write_results(cfg.out_dir, asdict(cfg), {"summary": rows, "histories": histories})

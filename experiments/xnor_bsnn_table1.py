@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from experiments.common import preset_prefix, write_results
+from experiments.common import claim_out_dir, preset_prefix, write_results
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Config:
     device: str = "cpu"
     smoke: bool = False
     xnor_images: int = 0
+    overwrite: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -69,6 +70,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="check the XNOR array on the first N test images (0 = all, default)")
     p.add_argument("--smoke", action=argparse.BooleanOptionalAction, default=False,
                    help="digits, a tiny model trained on the spot, 64 samples: seconds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing results.json in --out-dir (refused otherwise)")
     args = vars(p.parse_args(argv))
     if args["runs_dir"] is None:
         args["runs_dir"] = args["out_dir"] / "models" if args["smoke"] else Config.runs_dir
@@ -172,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from bsnn_bindsnet.simulation.simulate import simulate
 
     cfg = parse_args(argv)
+    claim_out_dir(cfg.out_dir, cfg.overwrite)  # the overwrite rule and the lock, first
     model = load_model(trained_direct(cfg))
     test = load_dataset(cfg.dataset, "test", data_root=cfg.data_root)
     if cfg.limit:

@@ -116,8 +116,13 @@ def test_fig3_smoke_writes_four_curves_and_a_plot(tmp_path):
     assert all(r["epochs"] == 2 and 0.0 <= r["final_test_acc"] <= 1.0 for r in rows)
     assert all(r["best_on_val"]["epoch"] in (1, 2) for r in rows)
     assert (tmp_path / "fig3_training_curves.png").stat().st_size > 10_000
-    # a second call reuses the finished runs instead of training again
-    again = fig3_training_curves.main(["--smoke", "--out-dir", str(tmp_path)])
+    # a second call never replaces results.json without --overwrite (issue 25), and refuses
+    # before any work; with it, the finished runs are reused instead of trained again
+    before = (tmp_path / "results.json").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds results.json; pass --overwrite"):
+        fig3_training_curves.main(["--smoke", "--out-dir", str(tmp_path)])
+    assert (tmp_path / "results.json").read_bytes() == before
+    again = fig3_training_curves.main(["--smoke", "--out-dir", str(tmp_path), "--overwrite"])
     assert again == rows
 
 
