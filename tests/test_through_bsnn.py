@@ -195,3 +195,15 @@ def test_shipped_low_latency_bsnn_accuracy_on_a_fixed_subset():
         torch.set_num_threads(threads)
     correct = {t: round(result.accuracy[t - 1] * 1000) for t in (1, 2)}
     assert correct == SHIPPED_FIRST_1000_CORRECT
+
+
+def test_tune_never_replaces_a_run_folder(tmp_path):
+    """A folder that holds any file a run writes is refused before any work, and kept as is."""
+    from bsnn_bindsnet.training.through_bsnn import TuneConfig, tune
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"the user's model")
+    with pytest.raises(FileExistsError, match=r"already holds a run \(model.pt\)"):
+        tune(TuneConfig("zoo:digits-bwn", str(out), dataset="digits"))
+    assert (out / "model.pt").read_bytes() == b"the user's model"

@@ -219,8 +219,10 @@ def tune(cfg: TuneConfig, *, progress: bool = False) -> list[dict[str, Any]]:
     from bsnn_bindsnet.training.unrolled import unroll
 
     out = Path(cfg.out_dir)
-    if (out / "metrics.json").exists():
-        raise FileExistsError(f"{out} already holds a run (metrics.json); choose another --out")
+    held = [n for n in ("config.json", "metrics.json", "model.pt", "epoch-0") if (out / n).exists()]
+    if held:  # never replace a user's run (the overwrite rule of `bsnn train`)
+        raise FileExistsError(f"{out} already holds a run ({', '.join(held)}); choose another "
+                              "--out")
     torch.manual_seed(cfg.seed)
     model, name, kwargs, lambdas = start_model(cfg)
     teacher = _load(cfg.teacher).eval() if cfg.teacher else None
