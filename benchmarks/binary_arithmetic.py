@@ -9,7 +9,8 @@ weights; issue 14: batch 256, real data) and VGG-15:
 - ``vgg15``: VGG-15 BWN (3x32x32, 100 classes), random weights and inputs (no CIFAR here).
 
 Per setting, interleaved in one process, best of ``--repeats``: one dense pass of the ANN
-over the same images in its fastest float form (NCHW or channels-last, whichever is faster
+over the same images in its fastest float form (NCHW, channels-last, or channels-last with
+explicit strides for a one-channel input; whichever is faster
 here; ``torch.inference_mode``; the same threads), and ``simulate()`` for ``--timesteps``
 steps (counters on) with the float path (``arithmetic="float"``) and the default
 (``"auto"``: exact integer kernels where they run), plus ``Network.run`` without monitors and,
@@ -83,9 +84,14 @@ def fastest_ann(ann, x: torch.Tensor, batch: int) -> tuple[Callable[[], None], s
     """One dense pass over ``x`` in the faster memory format on this machine."""
     import copy
 
+    from bsnn_bindsnet.snn.functional import to_conv_layout
+
     cl = copy.deepcopy(ann).to(memory_format=torch.channels_last)
     xs = list(x.split(batch))
     xs_cl = [b.contiguous(memory_format=torch.channels_last) for b in xs]
+    # one input channel: NCHW and NHWC strides coincide and PyTorch picks NCHW; explicit NHWC
+    # strides (to_conv_layout) make oneDNN run the first convolution in NHWC as well
+    xs_nhwc = [to_conv_layout(b) for b in xs]
 
     def run(model, batches):
         def go():
@@ -94,7 +100,8 @@ def fastest_ann(ann, x: torch.Tensor, batch: int) -> tuple[Callable[[], None], s
                     model(b)
         return go
 
-    forms = {"NCHW": run(ann, xs), "channels-last": run(cl, xs_cl)}
+    forms = {"NCHW": run(ann, xs), "channels-last": run(cl, xs_cl),
+             "channels-last, explicit strides": run(cl, xs_nhwc)}
     best = {}
     for name, fn in forms.items():
         fn()

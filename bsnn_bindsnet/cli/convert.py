@@ -139,6 +139,10 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
                    help="binary layers: exact integer arithmetic where it runs and is faster "
                    "(auto), or force the float path or one integer kernel; the spikes are the "
                    "same, simulation.json records which ran")
+    p.add_argument("--neuron-kernel", choices=("auto", "eager"), default="auto",
+                   help="IF layers: one fused pass per step where the compiled kernel runs "
+                   "(auto), or PyTorch's element-wise ops (eager); the spikes are the same, "
+                   "simulation.json records which ran")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--overwrite", action="store_true",
                    help="replace the results of an earlier simulation in --out")
@@ -171,7 +175,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, device=device,
                               generator=torch.Generator().manual_seed(args.seed),
                               progress=args.progress and world()[0] == 0,
-                              arithmetic=args.arithmetic)
+                              arithmetic=args.arithmetic, neuron_kernel=args.neuron_kernel)
     if world()[0] != 0:
         return 0
     out = Path(args.out)
@@ -188,7 +192,13 @@ def run_simulate(args: argparse.Namespace) -> int:
                   title=f"{dataset} ({summary['mode']}, {encoding})")
     print(accuracy_table({name: result.accuracy}, ann))
     ran = ", ".join(sorted(set(result.arithmetic.values()))) or "no binary layer"
-    print(f"mode: {summary['mode']}; arithmetic: {ran}; {result.n} samples in "
+    kernel = ", ".join(sorted(set(result.neuron_kernel.values()))) or "no IF layer"
+    if args.neuron_kernel == "auto" and "eager" in kernel:
+        from bsnn_bindsnet.snn.fused_if import status
+
+        kernel += f" ({status()})"
+    print(f"mode: {summary['mode']}; arithmetic: {ran}; IF kernel: {kernel}; {result.n} "
+          f"samples in "
           f"{result.seconds:.1f} s; results in {out}/")
     return 0
 

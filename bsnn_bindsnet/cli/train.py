@@ -47,6 +47,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--residual-factor", type=float, metavar="F",
                    help="direct route: weight f of the residual input from block l-2 "
                         "(default: the preset's, 1 = the paper's indicator)")
+    p.add_argument("--readout-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="direct route: batch-norm on the readout current at every step "
+                        "(XNOR-BSNN Algorithm 1, step 19; default: the preset's, on)")
+    p.add_argument("--bn-affine", action=argparse.BooleanOptionalAction, default=None,
+                   help="direct route: batch-norm with a learned scale and shift (default: on; "
+                        "--no-bn-affine is the paper's batch-norm without them)")
     p.add_argument("--levels", type=int, metavar="L",
                    help="QCFS presets (*-qcfs-*): quantization levels L of the activation "
                         "(default: the preset's, 4)")
@@ -90,7 +96,8 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = RunConfig(preset=args.preset, out_dir=args.out, seed=args.seed, dataset=args.dataset,
                     quant=args.quant, pool=args.pool, blocks=tuple(args.blocks) if args.blocks else None,
                     coding=args.coding, v_init=args.v_init, reset=args.reset,
-                    residual_factor=args.residual_factor, levels=args.levels,
+                    residual_factor=args.residual_factor, readout_norm=args.readout_norm,
+                    bn_affine=args.bn_affine, levels=args.levels,
                     snn_timesteps=tuple(args.snn_timesteps) if args.snn_timesteps else None,
                     init_from=args.init_from,
                     epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,

@@ -97,7 +97,8 @@ def merge(results: list[SimResult]) -> SimResult:
         sample_spikes={k: torch.cat([r.sample_spikes[k] for r in results], 1)
                        for k in first.sample_spikes},
         neuron_spikes=total(lambda r: r.neuron_spikes),
-        seconds=max(r.seconds for r in results), arithmetic=dict(first.arithmetic))
+        seconds=max(r.seconds for r in results), arithmetic=dict(first.arithmetic),
+        neuron_kernel=dict(first.neuron_kernel))
 
 
 def simulate_sharded(network: Any, data: Any, timesteps: int, **kwargs: Any) -> SimResult:

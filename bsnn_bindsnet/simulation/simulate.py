@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from bsnn_bindsnet.snn.connections.integer import (arithmetic_used, check_arithmetic,
                                                    restore_arithmetic, set_arithmetic)
+from bsnn_bindsnet.snn.fused_if import check_kernel, kernels_used, restore_kernel, set_kernel
 from bsnn_bindsnet.snn.plan import INPUT, READOUT
 from bsnn_bindsnet.snn.encoding import ENCODINGS, encode
 from bsnn_bindsnet.snn.functional import to_conv_layout
@@ -170,6 +171,8 @@ class SimResult:
         arithmetic: ``"source->target"`` -> the arithmetic each binary connection ran
             (``"float"``, ``"onednn"`` or ``"int_mm"``;
             :mod:`bsnn_bindsnet.snn.connections.integer`).
+        neuron_kernel: IF layer -> how its step ran (``"fused"``, the one-pass kernel of
+            :mod:`bsnn_bindsnet.snn.fused_if`, or ``"eager"``).
     """
 
     timesteps: int
@@ -187,6 +190,7 @@ class SimResult:
     neuron_spikes: dict[str, Tensor] = field(default_factory=dict)
     seconds: float = 0.0
     arithmetic: dict[str, str] = field(default_factory=dict)
+    neuron_kernel: dict[str, str] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -217,7 +221,7 @@ class SimResult:
                 "encoding": self.encoding, "n": self.n, "accuracy": self.accuracy,
                 "final_accuracy": self.accuracy[-1] if self.timesteps else None,
                 "ifr": self.firing_rates(), "seconds": round(self.seconds, 3),
-                "arithmetic": dict(self.arithmetic)}
+                "arithmetic": dict(self.arithmetic), "neuron_kernel": dict(self.neuron_kernel)}
 
 
 ROW_STATE = ("s", "v", "x", "summed")  # per-sample state a stock BindsNET layer may hold
@@ -280,7 +284,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
              encoding: str = "current", batch_size: int = 64, device: torch.device | str = "cpu",
              generator: torch.Generator | None = None, per_neuron: bool = False,
              per_sample: bool = False, progress: bool = False,
-             arithmetic: str | None = None) -> SimResult:
+             arithmetic: str | None = None, neuron_kernel: str | None = None) -> SimResult:
     """Simulate ``network`` on every sample of ``data`` for ``timesteps`` steps.
 
     Args:
@@ -301,6 +305,9 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
             (integer where it runs and is faster), ``"float"`` (force the float path),
             ``"onednn"`` or ``"int_mm"``; None keeps the connections' own (``"auto"`` unless
             changed). All give the same spikes and potentials; the result records which ran.
+        neuron_kernel: For this run, every IF layer's step: ``"auto"`` (one fused pass where
+            it runs) or ``"eager"`` (PyTorch's element-wise ops); None keeps the layers' own.
+            Both give the same spikes and potentials; the result records which ran.
 
     Returns:
         A :class:`SimResult`.
@@ -308,7 +315,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     Raises:
         TypeError: ``data`` in none of the accepted forms.
         ValueError: empty data, data without labels, a wrong input shape, non-finite inputs,
-            labels outside the readout's classes or an unknown ``arithmetic``.
+            labels outside the readout's classes, an unknown ``arithmetic`` or kernel.
     """
     check_samples(data)
     if timesteps < 1:
@@ -320,8 +327,9 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
     shape = tuple(network.layers[INPUT].shape)
     n_classes = network.layers[READOUT].n
     layers = [name for name in network.layers if name not in (INPUT, READOUT)]
-    if arithmetic is not None:
-        check_arithmetic(arithmetic)
+    for check, value in ((check_arithmetic, arithmetic), (check_kernel, neuron_kernel)):
+        if value is not None:
+            check(value)
     counter = SpikeCounter(network, layers, timesteps, per_neuron=per_neuron)
     tracker = ReadoutTracker(network, timesteps)
     network.add_monitor(counter, "_bsnn_counter")
@@ -339,6 +347,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         todo = tqdm(todo, total=_num_batches(data, batch_size), desc=f"simulate T={timesteps}",
                     leave=False, dynamic_ncols=True)
     before = {} if arithmetic is None else set_arithmetic(network, arithmetic)
+    kernels = {} if neuron_kernel is None else set_kernel(network, neuron_kernel)
     t0 = time.perf_counter()
     try:
         with torch.no_grad():
@@ -372,6 +381,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         del network.monitors["_bsnn_counter"], network.monitors["_bsnn_readout"]
         used = arithmetic_used(network)
         restore_arithmetic(network, before)
+        ran, _ = kernels_used(network), restore_kernel(network, kernels)
     seconds = time.perf_counter() - t0
     if not labels:
         raise ValueError("the data set is empty; expected at least one sample")
@@ -385,5 +395,6 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         confidence=traces["step_confidence"][-1] if per_sample else torch.cat(confs),
         labels=torch.cat(labels), layer_spikes=spikes,
         layer_neurons={name: network.layers[name].n for name in layers},
-        neuron_spikes=counter.per_neuron, seconds=seconds, arithmetic=used, **traces)
+        neuron_spikes=counter.per_neuron, seconds=seconds, arithmetic=used,
+        neuron_kernel=ran, **traces)
     return result

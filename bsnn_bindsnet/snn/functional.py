@@ -121,4 +121,12 @@ def to_conv_layout(t: Tensor) -> Tensor:
     and weights (oneDNN), and element-wise ops keep the layout, so the simulator keeps membrane
     potentials, spikes, conv weights and input currents in it. Values and shapes are unchanged.
     """
-    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+    if t.dim() != 4:
+        return t
+    t = t.contiguous(memory_format=torch.channels_last)
+    _, c, h, w = t.shape
+    # With one channel (or a 1x1 image) NCHW and NHWC strides are both "contiguous" and
+    # PyTorch takes the tensor as NCHW: oneDNN then runs a first-layer convolution 5-10x
+    # slower and returns NCHW. The same memory with the canonical NHWC strides is unambiguous.
+    want = (c * h * w, 1, w * c, c)
+    return t if t.stride() == want else t.as_strided(t.shape, want)

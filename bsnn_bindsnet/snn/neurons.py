@@ -109,6 +109,7 @@ class MembraneSubtract(NeuronModel):
 
     label = "SIF"
     imc_rule = "v <- v - thresh at a spike"
+    fused = "subtract"  # the one-pass kernel of bsnn_bindsnet.snn.fused_if
 
     def nir_node(self, nir: Any, v_threshold: Any) -> Any:
         return _nir_if(nir, v_threshold)
@@ -126,6 +127,7 @@ class MembraneReset(NeuronModel):
 
     label = "RIF"
     imc_rule = "v <- 0 at a spike"
+    fused = "zero"  # the one-pass kernel of bsnn_bindsnet.snn.fused_if
 
     def nir_node(self, nir: Any, v_threshold: Any) -> Any:
         return _nir_if(nir, v_threshold)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from bsnn_bindsnet.snn.functional import if_step_, to_conv_layout
+from bsnn_bindsnet.snn.fused_if import if_step_fused
 from bsnn_bindsnet.snn.neurons import (RESETS, V_INITS, ResetStrategy, VInitStrategy,
                                    check_neuron_options, get_reset, get_v_init)
 
@@ -137,8 +138,15 @@ class BinaryIFNodes(Nodes):
         self.register_buffer("thresh", _threshold_buffer(thresh, self.shape))
         self.register_buffer("v", torch.FloatTensor())
 
+    #: ``"auto"``: the one-pass C kernel where it runs (:mod:`bsnn_bindsnet.snn.fused_if`; the
+    #: same floats), ``"eager"``: PyTorch's element-wise ops. ``last_kernel`` says which ran.
+    kernel: str = "auto"
+    last_kernel: str | None = None
+
     def forward(self, x: Tensor) -> None:
-        self.s = if_step_(self.v, x, self.thresh, self.reset_fn)
+        s = if_step_fused(self.v, x, self.thresh, self.reset_fn) if self.kernel == "auto" else None
+        self.last_kernel = "eager" if s is None else "fused"
+        self.s = if_step_(self.v, x, self.thresh, self.reset_fn) if s is None else s
         super().forward(x)
 
     def v0(self) -> Tensor:

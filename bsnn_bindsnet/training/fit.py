@@ -49,6 +49,8 @@ from bsnn_bindsnet.training.resume import (CHECKPOINT_FORMAT, TrainingInterrupte
 log = logging.getLogger(__name__)
 
 # Files a run writes into out_dir (``bsnn train`` checks the same list before importing torch).
+# RunConfig fields whose command-line flag has another name
+_FLAGS = {"affine": "bn_affine"}
 RUN_FILES = ("checkpoint.pt", "model.pt", "metrics.csv", "metrics.json", "config.json")
 
 
@@ -73,6 +75,8 @@ class RunConfig:
     v_init: str | None = None
     reset: str | None = None
     residual_factor: float | None = None
+    readout_norm: bool | None = None
+    bn_affine: bool | None = None
     levels: int | None = None
     snn_timesteps: tuple[int, ...] | None = None
     init_from: str | None = None
@@ -110,9 +114,11 @@ def resolve(cfg: RunConfig) -> Preset:
         model_kwargs.update(parse_pool(cfg.pool))
     direct = {k: v for k, v in (("blocks", cfg.blocks), ("coding", cfg.coding),
                                 ("v_init", cfg.v_init), ("reset", cfg.reset),
-                                ("residual_factor", cfg.residual_factor)) if v is not None}
+                                ("residual_factor", cfg.residual_factor),
+                                ("readout_norm", cfg.readout_norm),
+                                ("affine", cfg.bn_affine)) if v is not None}
     if direct and preset.route != "direct":
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in direct)
+        flags = ", ".join(f"--{_FLAGS.get(k, k).replace('_', '-')}" for k in direct)
         raise ValueError(f"{flags}: options of a direct-route preset (*-direct); preset "
                          f"{cfg.preset!r} trains an ANN")
     model_kwargs.update({k: tuple(v) if k == "blocks" else v for k, v in direct.items()})

@@ -207,7 +207,8 @@ FAMILIES: dict[str, PresetFamily] = {
     "cifar100": PresetFamily(
         "vgg15", _CIFAR_FP, _CIFAR_BWN, _CIFAR_BWN, "paper, GPU", direct=_DIRECT_CIFAR,
         snn=_SNN_TUNE_CIFAR,
-        direct_kwargs={"blocks": VGG11_RESIDUAL, "residual_factor": 1.0},
+        direct_kwargs={"blocks": VGG11_RESIDUAL, "residual_factor": 1.0,
+                       "readout_norm": True},
         direct_description="XNOR-BSNN, VGG-11 residual schedule, f=1, T=8 (paper setting; "
                            "widths 128/256 so that residuals add, GPU)"),
     "imagenet": PresetFamily("vgg15_imagenet", _IMAGENET_FP, _IMAGENET_BWN, _IMAGENET_BWN,
@@ -216,14 +217,14 @@ FAMILIES: dict[str, PresetFamily] = {
         "vgg_small", _FMNIST_FP, _FMNIST_BWN, _FMNIST_SCRATCH, "CPU", direct=_DIRECT_FMNIST,
         snn=_SNN_TUNE,
         direct_kwargs={"blocks": FMNIST_RESIDUAL, "coding": "poisson-intensity",
-                       "residual_factor": 1.0},
+                       "residual_factor": 1.0, "readout_norm": True},
         direct_description="XNOR-BSNN, 7 blocks with residual inputs, T=8, intensity-coded "
                            "input (CPU)"),
     "digits": PresetFamily(
         "vgg_tiny", _DIGITS_FP, _DIGITS_BWN, _DIGITS_SCRATCH, "CPU, seconds",
         direct=_DIRECT_DIGITS, snn=_SNN_TUNE_DIGITS,
         direct_kwargs={"blocks": DIGITS_RESIDUAL, "coding": "poisson-intensity",
-                       "residual_factor": 1.0},
+                       "residual_factor": 1.0, "readout_norm": True},
         direct_description="XNOR-BSNN, tiny, T=8 (seconds)"),
 }
 # MNIST: the Fashion-MNIST model and conversion recipes (direct training on MNIST:

@@ -347,9 +347,9 @@ class FullPrecisionConv2dConnection(_Conv2dBase):
         cached = self._constant.get(s)
         if cached is not None:
             return cached
-        x = s.to(self.weight.dtype)
+        x = to_conv_layout(s.to(self.weight.dtype))
         out = F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
-        out = out if self.pool is None else self.pool(out)
+        out = to_conv_layout(out if self.pool is None else self.pool(out))  # as the layer's v
         return self._constant.put(s, out) if s.is_floating_point() else out
 
     def reset_state_variables(self) -> None:
