@@ -12,8 +12,10 @@ Per setting, interleaved in one process, best of ``--repeats``: one dense pass o
 over the same images in its fastest float form (NCHW, channels-last, or channels-last with
 explicit strides for a one-channel input; whichever is faster
 here; ``torch.inference_mode``; the same threads), and ``simulate()`` for ``--timesteps``
-steps (counters on) with the float path (``arithmetic="float"``) and the default
-(``"auto"``: exact integer kernels where they run), plus ``Network.run`` without monitors and,
+steps (counters on) with the float path and the eager IF step (``arithmetic="float"``,
+``neuron_kernel="eager"``: the simulator before issue 21), the integer path with the eager
+IF step, and the default (``"auto"``: exact integer kernels and the fused IF kernel where they
+run), plus ``Network.run`` without monitors and,
 if installed, SpikingJelly 2.0's single-step converted model. A step's cost is the run's
 time / T; the ratio divides it by the ANN pass. ``identical`` checks, on the first batch,
 that both arithmetics give the same spikes (per layer, per sample, per step and per neuron)
@@ -117,12 +119,14 @@ def _timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def identical(plan, x, y, timesteps: int) -> bool:
-    """Float and default arithmetic give the same spikes and readout potentials."""
+    """The reference (float arithmetic, eager IF step) and the default (integer arithmetic,
+    fused IF kernel) give the same spikes and readout potentials."""
     from bsnn_bindsnet.simulation.simulate import simulate
     from bsnn_bindsnet.snn.network import build_network
 
     runs = [simulate(build_network(plan), (x, y), timesteps, batch_size=len(x), per_sample=True,
-                     per_neuron=True, arithmetic=a) for a in ("float", "auto")]
+                     per_neuron=True, arithmetic=a, neuron_kernel=k)
+            for a, k in (("float", "eager"), ("auto", "auto"))]
     a, b = runs
     return (torch.equal(a.step_confidence, b.step_confidence)
             and torch.equal(a.step_predictions, b.step_predictions)
@@ -137,13 +141,13 @@ def cases(ann, calib, plan, x, y, batch: int, timesteps: int, peer: bool) -> tup
     from bsnn_bindsnet.snn.network import build_network
 
     ann_pass, form = fastest_ann(ann, x, batch)
-    nets = {k: build_network(plan) for k in ("float", "auto", "bare")}
+    nets = {k: build_network(plan) for k in ("float", "integer_eager", "integer", "bare")}
     ran: dict = {}
 
-    def sim(key):
+    def sim(key, arithmetic, kernel):
         def go():
             ran[key] = simulate(nets[key], (x, y), timesteps, batch_size=batch,
-                                arithmetic=key).arithmetic
+                                arithmetic=arithmetic, neuron_kernel=kernel).arithmetic
         return go
 
     def bare():  # the integer path without the counters and readout tracker
@@ -155,7 +159,9 @@ def cases(ann, calib, plan, x, y, batch: int, timesteps: int, peer: bool) -> tup
                         one_step=True)
 
     set_arithmetic(nets["bare"], "auto")
-    fns = {"ann": ann_pass, "float": sim("float"), "integer": sim("auto"), "bare": bare}
+    fns = {"ann": ann_pass, "float": sim("float", "float", "eager"),
+           "integer_eager": sim("integer_eager", "auto", "eager"),
+           "integer": sim("integer", "auto", "auto"), "bare": bare}
     if peer:
         fns["spikingjelly"] = spikingjelly_case(ann, calib, x, batch, timesteps)
     return fns, {"ann_form": form, "ran": ran}
@@ -202,7 +208,7 @@ def run_setting(name: str, args: argparse.Namespace) -> dict:
     step = {k: (v / T / wall["ann"] if k != "ann" else 1.0) for k, v in wall.items()}
     step_cpu = {k: (v / T / cpu["ann"] if k != "ann" else 1.0) for k, v in cpu.items()}
     row = {"setting": name, "n": len(x), "batch": batch, "timesteps": T,
-           "ann_form": info["ann_form"], "arithmetic": info["ran"].get("auto"),
+           "ann_form": info["ann_form"], "arithmetic": info["ran"].get("integer"),
            "identical": exact, "seconds": wall, "cpu_seconds": cpu,
            "step_over_ann": step, "step_over_ann_cpu_time": step_cpu,
            "speedup": wall["float"] / wall["integer"]}
@@ -235,15 +241,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     meta["load_after"] = os.getloadavg()
     atomic_write_json({"meta": meta, "rows": rows}, args.out)
     print("\n| setting | images | batch | T | ANN pass (s), form | float step / ANN | "
-          "integer step / ANN | integer, no counters / ANN | SpikingJelly step / ANN | "
-          "speed-up | identical |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "integer, eager IF / ANN | integer step / ANN | integer, no counters / ANN | "
+          "SpikingJelly step / ANN | speed-up | identical |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         q = r["step_over_ann"]
         sj = f"{q['spikingjelly']:.2f}" if "spikingjelly" in q else "–"
         kernels = ", ".join(sorted(set((r["arithmetic"] or {}).values())))
         print(f"| {r['setting']} | {r['n']} | {r['batch']} | {r['timesteps']} | "
               f"{r['seconds']['ann']:.3f}, {r['ann_form']} | {q['float']:.2f} | "
+              f"{q['integer_eager']:.2f} | "
               f"{q['integer']:.2f} ({kernels}) | {q['bare']:.2f} | {sj} | "
               f"{r['speedup']:.2f}x | {'yes' if r['identical'] else 'NO'} |")
     print(f"\n{meta}; results: {args.out}")

@@ -110,6 +110,17 @@ def test_latency_benchmark_chooses_t_star_on_val():
     assert choose_t_star(val_curve, 0.95, 0.01) is None
 
 
+def test_latency_benchmark_chooses_the_percentile_on_val():
+    from benchmarks.latency_to_accuracy import choose_plan
+
+    curves = {99.0: [0.85, 0.905, 0.92],   # reaches 91 % at step 3
+              99.9: [0.80, 0.912, 0.93],   # step 2, 91.2 %
+              99.99: [0.70, 0.915, 0.94]}  # step 2 too, 91.5 %: wins the tie
+    assert choose_plan(curves, curves, 0.92, 0.01) == (99.99, 2)
+    # none within 1 point: the highest final val accuracy, no T*
+    assert choose_plan(curves, curves, 0.99, 0.01) == (99.99, None)
+
+
 def test_fig3_best_epoch_is_chosen_on_val():
     from experiments.fig3_training_curves import best_on_val
 
