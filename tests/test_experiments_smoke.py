@@ -237,3 +237,24 @@ def test_paired_reset_smoke(tmp_path):
         assert row["both"] + row["a_only"] + row["b_only"] + row["neither"] == 64
         assert row["difference"] == pytest.approx(row["sif"] - row["rif"])
         assert row["interval"][0] <= row["difference"] <= row["interval"][1]
+
+
+def test_direct_norms_smoke_trains_the_four_batch_norm_variants(tmp_path):
+    from bsnn_bindsnet.training.models import load_model
+    from experiments import direct_norms
+
+    out = direct_norms.main(["--smoke", "--out-dir", str(tmp_path)])
+    summary = out["summary"]
+    assert set(summary) == set(direct_norms.VARIANTS)
+    for variant, row in summary.items():
+        assert len(row["test_acc"]) == 1 and row["mean"] == row["test_acc"][0]
+        if variant != "default":
+            cmp = row["vs_default"]
+            assert cmp["pairs"] == 64
+            assert cmp["difference"] == pytest.approx(row["mean"] - summary["default"]["mean"])
+    # each variant trained what it says: readout BN and affine BN as listed
+    for variant, (readout_norm, affine) in direct_norms.VARIANTS.items():
+        run = tmp_path / "runs" / f"{variant.replace(', ', '+')}-seed0"
+        model = load_model(run / "model.pt")
+        assert (model.readout_norm is not None) is readout_norm
+        assert all(bn.affine is affine for bn in model.norms)
