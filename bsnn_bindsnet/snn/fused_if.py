@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -119,7 +120,10 @@ def _compile() -> ctypes.CDLL:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise OSError("no C compiler (cc or gcc) on PATH")
-    key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + cc + sys.platform).encode()).hexdigest()
+    # the library is built for this compiler, platform and architecture (a home folder may
+    # be shared by machines of different kinds)
+    key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + cc + sys.platform
+                          + platform.machine()).encode()).hexdigest()
     lib = _cache_dir() / f"fused_if-{key[:16]}.so"
     if not lib.exists():
         lib.parent.mkdir(parents=True, exist_ok=True)
