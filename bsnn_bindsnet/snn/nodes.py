@@ -172,9 +172,9 @@ class BinaryIFNodes(Nodes):
     def reset_rows(self, rows: Tensor) -> None:
         """Start the samples ``rows`` (bool ``[B]``) afresh: no spike, ``v = v(0)``; the other
         samples keep their state (early exit refills finished rows with new samples)."""
-        self.s[rows] = False
-        k = int(rows.sum())
-        self.v[rows] = torch.broadcast_to(self.v0(), (k, *self.shape)).to(self.v.dtype)
+        idx = rows.nonzero().flatten()  # integer rows: ~7x faster than a bool mask here
+        self.s[idx] = False
+        self.v[idx] = torch.broadcast_to(self.v0(), (len(idx), *self.shape)).to(self.v.dtype)
 
     def extra_repr(self) -> str:
         th = tuple(self.thresh.shape)
