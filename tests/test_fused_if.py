@@ -184,3 +184,19 @@ def test_bsnn_simulate_says_which_kernel_ran(tmp_path, capsys):
         summary = json.loads((out / "simulation.json").read_text())
         assert set(summary["neuron_kernel"].values()) == {want}
         assert f"IF kernel: {want}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", [(6, 1, 8, 8), (64, 1, 28, 28)])
+def test_the_first_layer_current_still_equals_the_anns_pre_activation(shape):
+    # the constrained models have no bias: their one-channel input now runs in NHWC, and the
+    # current must stay bit for bit the ANN's (NCHW) pre-activation
+    from bsnn_bindsnet.snn.connections import FullPrecisionConv2dConnection
+    from bindsnet.network.nodes import Input
+
+    w = torch.randn(8, 1, 3, 3, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    conn = FullPrecisionConv2dConnection(Input(shape=shape[1:]), Input(shape=(8, *shape[2:])),
+                                         weight=w, padding=1)
+    current = conn.compute(x)
+    assert current.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(current, F.conv2d(x, w, padding=1))

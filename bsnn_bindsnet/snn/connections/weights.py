@@ -332,7 +332,10 @@ class FullPrecisionConv2dConnection(_Conv2dBase):
         super().__init__(source, target)
         owner = type(self).__name__
         weight = self._setup_conv(weight, stride, padding, pool)
-        self.register_buffer("weight", to_conv_layout(weight))
+        # without a bias the one-channel case runs in NHWC (see compute); with one, PyTorch's
+        # default reading of ambiguous strides (NCHW) keeps the ANN's rounding of the bias
+        self.register_buffer("weight", to_conv_layout(weight) if bias is None
+                             else weight.contiguous(memory_format=torch.channels_last))
         self.register_buffer("bias", None if bias is None else _as_bias(bias, weight, owner))
         self._constant = ConstantInputCache()
 
@@ -347,7 +350,9 @@ class FullPrecisionConv2dConnection(_Conv2dBase):
         cached = self._constant.get(s)
         if cached is not None:
             return cached
-        x = to_conv_layout(s.to(self.weight.dtype))
+        x = s.to(self.weight.dtype)
+        if self.bias is None:  # NHWC strides for a one-channel input: 5-10x faster, same sums
+            x = to_conv_layout(x)  # (with a bias oneDNN's NHWC kernel rounds it differently)
         out = F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
         out = to_conv_layout(out if self.pool is None else self.pool(out))  # as the layer's v
         return self._constant.put(s, out) if s.is_floating_point() else out
