@@ -159,3 +159,16 @@ def test_a_current_plan_without_its_integrity_record_is_refused(tmp_path):
     torch.save(blob, tmp_path / "stripped.pt")
     with pytest.raises(CheckpointError, match="integrity record was removed"):
         load_plan(tmp_path / "stripped.pt")
+
+
+@pytest.mark.parametrize("drop", ["reset", "layers", "input_shape"])
+def test_a_current_plan_with_a_missing_key_is_refused_by_name(tmp_path, drop):
+    """A v2 file whose integrity record is intact but which lacks a key (written by another
+    tool, or by hand) gets one clear line, not a KeyError."""
+    from bsnn_bindsnet.checkpoint import CheckpointError, atomic_save
+
+    d = load_plan(DATA / "plan_v1.pt").to_dict()
+    del d[drop]
+    path = atomic_save({"format": PLAN_FORMAT, **d}, tmp_path / "incomplete.pt")
+    with pytest.raises(CheckpointError, match=f"incomplete or damaged.*missing key '{drop}'"):
+        load_plan(path)

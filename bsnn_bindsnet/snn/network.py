@@ -102,7 +102,13 @@ def load_plan(path: str | os.PathLike) -> BSNNPlan:
     if not isinstance(blob, dict) or blob.get("format") not in PLAN_FORMATS_READ:
         raise CheckpointError(f"{path} is not a converted bsnn-bindsnet network (expected "
                               f"format {PLAN_FORMAT!r})")
-    plan = BSNNPlan.from_dict(blob)
+    try:
+        plan = BSNNPlan.from_dict(blob)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        missing = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+        raise CheckpointError(f"{path} is an incomplete or damaged converted network "
+                              f"({missing}); expected a file written by `bsnn convert` "
+                              f"(input_shape, layers, reset, v_init, info)") from err
     check_plan_options(plan, where=f"{path}: ")
     return plan
 
