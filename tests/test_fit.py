@@ -106,6 +106,18 @@ def test_nan_input_and_nan_loss_stop_with_a_clear_error():
         train_one_epoch(model, [(x, y)], opt)
 
 
+def test_a_last_step_that_diverges_is_caught_before_anything_is_saved():
+    # one batch per epoch and a huge learning rate: the loss of the only batch is finite, the
+    # step it takes is not
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=1e30)
+    x, y = torch.full((2, 4), 1e10), torch.tensor([0, 1])  # gradients ~1e10: the step overflows
+    with pytest.raises(FloatingPointError, match=r"1\.weight holds NaN/inf.*learning rate"):
+        train_one_epoch(model, [(x, y)], opt)
+    # fit() lets the error through before it saves the epoch (as for a NaN loss:
+    # tests/test_bad_input_issue25.py), so no run is left with these weights
+
+
 def test_killed_training_process_resumes_to_the_same_weights(tmp_path):
     """A real SIGKILL of `bsnn train`, then `--resume`."""
     args = [sys.executable, "-m", "bsnn_bindsnet.cli.main", "train", "--preset", "digits-fp",

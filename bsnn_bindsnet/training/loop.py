@@ -37,7 +37,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
 
     Raises:
         ValueError: NaN/inf in a batch.
-        FloatingPointError: the loss became NaN/inf (lower the learning rate).
+        FloatingPointError: the loss, or a weight after the last step, became NaN/inf
+            (lower the learning rate).
     """
     model.train()
     total_loss, correct, n = 0.0, 0, 0
@@ -57,6 +58,13 @@ def train_one_epoch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
         n += len(y)
         if on_batch is not None:
             on_batch(i, loss.item())
+    # the loss check above sees a diverged step only at the next batch: after the last one,
+    # look at the weights themselves, so that a run never saves NaN/inf weights
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise FloatingPointError(f"after the last training step of the epoch, {name} holds "
+                                     "NaN/inf values; expected finite weights (lower the "
+                                     "learning rate)")
     return EpochStats(total_loss / max(n, 1), correct / max(n, 1), n)
 
 
