@@ -168,3 +168,24 @@ def test_metrics_of_a_run_resumed_from_before_val_was_recorded_keep_every_column
     _write_metrics(tmp_path, [old, new])
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     assert rows == ["epoch,train_acc,test_acc,val_acc", "1,0.5,0.4,", "2,0.6,0.5,0.55"]
+
+
+def test_a_direct_run_checkpointed_before_readout_norm_existed_resumes(tmp_path):
+    """Direct runs saved before issue 22 had no readout batch-norm and no ``readout_norm``
+    in their config; since then the presets default to one. Resuming must rebuild the model
+    they trained, not the new default (which would not load their weights)."""
+    from bsnn_bindsnet.checkpoint import atomic_save
+    from bsnn_bindsnet.training.models import load_model
+
+    out = tmp_path / "run"
+    cfg = RunConfig("digits-direct", str(out), epochs=1, train_subset=64, readout_norm=False,
+                    progress=False)
+    fit(cfg)
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    del state["config"]["readout_norm"], state["config"]["bn_affine"]  # as an older file
+    state.pop("sha256", None)
+    atomic_save({k: v for k, v in state.items() if not k.startswith("_")},
+                out / "checkpoint.pt")
+    history = fit(replace(cfg, epochs=2, readout_norm=None), resume=True)
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert load_model(out / "model.pt").readout_norm is None

@@ -48,9 +48,9 @@ from bsnn_bindsnet.training.resume import (CHECKPOINT_FORMAT, TrainingInterrupte
 
 log = logging.getLogger(__name__)
 
-# Files a run writes into out_dir (``bsnn train`` checks the same list before importing torch).
 # RunConfig fields whose command-line flag has another name
 _FLAGS = {"affine": "bn_affine"}
+# Files a run writes into out_dir (``bsnn train`` checks the same list before importing torch).
 RUN_FILES = ("checkpoint.pt", "model.pt", "metrics.csv", "metrics.json", "config.json")
 
 
@@ -241,6 +241,10 @@ def _fit(cfg: RunConfig, *, resume: bool, overwrite: bool,
     state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if state is not None:  # the run as recorded (epochs, init_from) unless overridden
         cfg = replace(cfg, **resumed_fields(state["config"], asdict(cfg), ckpt_path))
+        if ("readout_norm" not in state["config"] and cfg.readout_norm is None
+                and get_preset(cfg.preset).route == "direct"):
+            # saved before the option existed, when the direct presets had no readout norm
+            cfg = replace(cfg, readout_norm=False)
     spec = resolve(cfg)
     recipe = spec.recipe
     if state is not None:
