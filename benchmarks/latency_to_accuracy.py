@@ -144,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for spec in args.model:
         if "=" not in spec:
             p.error(f"--model {spec!r}: expected NAME=SPEC (zoo:NAME or a model.pt)")
+    bad = [t for t in args.at if not 1 <= t <= args.max_timesteps]
+    if bad:
+        p.error(f"--at {bad[0]}: expected latencies in 1..--max-timesteps ({args.max_timesteps})")
 
     from benchmarks.binary_arithmetic import _cpu, fastest_ann
     from bsnn_bindsnet.checkpoint import atomic_write_json
@@ -171,8 +174,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                               batch_size=args.batch_size).accuracy for k, plan in plans.items()}
         key, t_star = choose_plan(plans, curves, ref_val, args.within)
         latencies = sorted({*args.at, *([t_star] if t_star else [])})
-        ann_s, runs = _timed_runs(plans[key], x, y, latencies, ann_pass, args.repeats,
-                                  args.batch_size, args.eager_too)
+        ann_s, runs = (_timed_runs(plans[key], x, y, latencies, ann_pass, args.repeats,
+                                   args.batch_size, args.eager_too) if latencies else (None, {}))
         row = {"percentile": key, "t_star": t_star, "val_curve": curves[key],
                "val_accuracy_at_t_star": curves[key][t_star - 1] if t_star else None,
                "ann_seconds": ann_s, "latencies": {}}

@@ -14,7 +14,9 @@ Each trained network is folded (batch-norm into thresholds and biases), converte
 BindsNET and simulated on the test split with its own input coding at its training T (a
 fixed seed for the Poisson encoder). No choice is made on test: the recipe is fixed, and the
 last epoch is scored. Per variant: the test accuracy of every seed, their mean and spread,
-and McNemar's exact test against ``default`` on the pooled (seed, image) pairs.
+and McNemar's exact test against ``default`` on the pooled (seed, image) pairs. The same test
+images recur in every seed, so the pooled pairs are not independent and the p-values are
+optimistic: read them with the per-seed spread.
 
     python -m experiments.direct_norms --dataset digits --seeds 0 1 2 3 4   # ~4 min on 2 cores
     python -m experiments.direct_norms --smoke                             # seconds

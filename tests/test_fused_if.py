@@ -81,8 +81,13 @@ def test_a_layer_split_over_threads_is_identical(monkeypatch):
     v = _layout(torch.randn(shape, generator=g))
     x = _layout(torch.randn(shape, generator=g))
     s_ref, v_ref = _eager(v, x, thresh, SUB)
+    calls = []
+    real = fused_if._call
+    monkeypatch.setattr(fused_if, "_call", lambda *a: (calls.append(a[2:4]), real(*a)))
     s = if_step_fused(v, x, thresh, SUB)
     assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
+    per = 4 * 5 * 5
+    assert sorted(calls) == [(0, 4 * per), (4 * per, 9 * per)]  # two threads, whole samples
 
 
 def test_it_declines_what_it_does_not_implement():
@@ -100,6 +105,23 @@ def test_it_declines_what_it_does_not_implement():
     assert if_step_fused(v.requires_grad_(), x, theta, SUB) is None
     assert if_step_fused(torch.zeros(2, 3), x, 0.5, SUB) is None  # a float, not a tensor
     assert torch.equal(v, torch.zeros(2, 3))  # declined: nothing changed
+    assert if_step_fused(torch.zeros(3), torch.ones(3), theta, SUB) is None  # no batch dim
+    per_batch = torch.full((2, 3), 0.5)  # thresholds over the batch too: not a layer's
+    assert if_step_fused(torch.zeros(2, 3), x, per_batch.unsqueeze(0), SUB) is None
+    w = torch.zeros(2, 3)
+    assert if_step_fused(w, w, theta, SUB) is None  # x aliases v
+
+
+def test_a_layer_records_mixed_when_some_steps_cannot_take_the_kernel():
+    from bsnn_bindsnet.snn.nodes import BinaryIFNodes
+
+    layer = BinaryIFNodes(shape=(2, 3, 3), thresh=0.5)
+    layer.set_batch_size(2)
+    layer.forward(to_conv_layout(torch.ones(2, 2, 3, 3)))
+    expected = "fused" if fused_if.status() == "fused" else "eager"
+    assert layer.last_kernel == expected
+    layer.forward(torch.ones(2, 2, 3, 3).double())  # float64: the eager step
+    assert layer.last_kernel == ("mixed" if expected == "fused" else "eager")
 
 
 def test_without_a_compiler_the_eager_step_runs_and_says_why(monkeypatch, tmp_path):

@@ -119,6 +119,9 @@ def test_latency_benchmark_chooses_the_percentile_on_val():
     assert choose_plan(curves, curves, 0.92, 0.01) == (99.99, 2)
     # none within 1 point: the highest final val accuracy, no T*
     assert choose_plan(curves, curves, 0.99, 0.01) == (99.99, None)
+    # the fewest steps wins even when another plan ends higher (not the last key, not the max)
+    curves = {99.0: [0.80, 0.915, 0.92], 99.9: [0.70, 0.85, 0.95]}
+    assert choose_plan(curves, curves, 0.92, 0.01) == (99.0, 2)
 
 
 def test_fig3_best_epoch_is_chosen_on_val():

@@ -193,10 +193,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     print(accuracy_table({name: result.accuracy}, ann))
     ran = ", ".join(sorted(set(result.arithmetic.values()))) or "no binary layer"
     kernel = ", ".join(sorted(set(result.neuron_kernel.values()))) or "no IF layer"
-    if args.neuron_kernel == "auto" and "eager" in kernel:
+    if args.neuron_kernel == "auto" and ("eager" in kernel or "mixed" in kernel):
         from bsnn_bindsnet.snn.fused_if import status
 
-        kernel += f" ({status()})"
+        kernel += (f" ({status()})" if status() != "fused" else
+                   " (some layers' tensors are not dense float32 in one memory order)")
     print(f"mode: {summary['mode']}; arithmetic: {ran}; IF kernel: {kernel}; {result.n} "
           f"samples in "
           f"{result.seconds:.1f} s; results in {out}/")

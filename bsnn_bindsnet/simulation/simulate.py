@@ -171,8 +171,8 @@ class SimResult:
         arithmetic: ``"source->target"`` -> the arithmetic each binary connection ran
             (``"float"``, ``"onednn"`` or ``"int_mm"``;
             :mod:`bsnn_bindsnet.snn.connections.integer`).
-        neuron_kernel: IF layer -> how its step ran (``"fused"``, the one-pass kernel of
-            :mod:`bsnn_bindsnet.snn.fused_if`, or ``"eager"``).
+        neuron_kernel: IF layer -> how its steps ran (``"fused"``, the one-pass kernel of
+            :mod:`bsnn_bindsnet.snn.fused_if`, ``"eager"``, or ``"mixed"``).
     """
 
     timesteps: int
@@ -347,7 +347,7 @@ def simulate(network: Any, data: Any, timesteps: int, *, one_step: bool = True,
         todo = tqdm(todo, total=_num_batches(data, batch_size), desc=f"simulate T={timesteps}",
                     leave=False, dynamic_ncols=True)
     before = {} if arithmetic is None else set_arithmetic(network, arithmetic)
-    kernels = {} if neuron_kernel is None else set_kernel(network, neuron_kernel)
+    kernels = set_kernel(network, neuron_kernel)  # also forgets what ran before
     t0 = time.perf_counter()
     try:
         with torch.no_grad():

@@ -30,6 +30,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -117,12 +118,13 @@ def _cache_dir() -> Path:
 
 
 def _compile() -> ctypes.CDLL:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
+    cc = shlex.split(os.environ.get("CC", "")) or [c for c in (shutil.which("cc") or
+                                                           shutil.which("gcc"),) if c]
+    if not cc:
         raise OSError("no C compiler (cc or gcc) on PATH")
     # the library is built for this compiler, platform and architecture (a home folder may
     # be shared by machines of different kinds)
-    key = hashlib.sha256((SOURCE + " ".join(_FLAGS) + cc + sys.platform
+    key = hashlib.sha256((SOURCE + " ".join((*_FLAGS, *cc)) + sys.platform
                           + platform.machine()).encode()).hexdigest()
     lib = _cache_dir() / f"fused_if-{key[:16]}.so"
     if not lib.exists():
@@ -130,10 +132,10 @@ def _compile() -> ctypes.CDLL:
         with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
             src, out = Path(tmp) / "fused_if.c", Path(tmp) / "fused_if.so"
             src.write_text(SOURCE)
-            done = subprocess.run([cc, *_FLAGS, str(src), "-o", str(out)], capture_output=True,
-                                  text=True, timeout=120)
+            done = subprocess.run([*cc, *_FLAGS, str(src), "-o", str(out)],
+                                  capture_output=True, text=True, errors="replace", timeout=120)
             if done.returncode != 0:
-                raise OSError(f"{cc} failed: {done.stderr.strip()[:300]}")
+                raise OSError(f"{' '.join(cc)} failed: {done.stderr.strip()[:300]}")
             os.replace(out, lib)  # atomic: a reader never sees half a library
     dll = ctypes.CDLL(str(lib))
     f = dll.bsnn_if_step
@@ -150,8 +152,8 @@ def _lib() -> ctypes.CDLL | None:
         else:
             try:
                 _state["lib"] = _compile()
-            except (OSError, subprocess.SubprocessError) as err:
-                _state["why"] = f"kernel unavailable: {err}"
+            except Exception as err:  # noqa: BLE001 - any failure: the eager step runs
+                _state["why"] = f"kernel unavailable: {type(err).__name__}: {err}"
     return _state["lib"]
 
 
@@ -177,7 +179,10 @@ def _thresholds(thresh: Tensor, v: Tensor) -> Tensor | None:
     if thresh.numel() == 1:
         return thresh.reshape(1).contiguous()
     one = torch.empty_like(v[:1])  # keeps v's memory format
-    one.copy_(thresh.broadcast_to(one.shape))
+    try:
+        one.copy_(thresh.broadcast_to(one.shape))
+    except RuntimeError:  # not one threshold per element of a sample: not ours to run
+        return None
     return one
 
 
@@ -194,8 +199,10 @@ def if_step_fused(v: Tensor, x: Tensor, thresh: Tensor, reset: object) -> Tensor
     label = fused_reset(reset)
     if label is None or not isinstance(thresh, Tensor) or v.requires_grad or x.requires_grad:
         return None
-    if not _dense_same_order(v, x) or v.shape[0] == 0:
+    if v.dim() < 2 or not _dense_same_order(v, x) or v.shape[0] == 0:
         return None
+    if v.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        return None  # x aliases v: the eager step decides what that means
     lib = _lib()
     th = _thresholds(thresh, v) if lib is not None else None
     if th is None:
@@ -207,12 +214,15 @@ def if_step_fused(v: Tensor, x: Tensor, thresh: Tensor, reset: object) -> Tensor
     period = 1 if th.numel() == 1 else n // batch
     args = (v.data_ptr(), x.data_ptr(), th.data_ptr(), s.data_ptr(), RESETS[label])
     threads = min(torch.get_num_threads(), batch, max(1, n // _MIN_SPLIT))
+    torch.autograd.graph.increment_version(v)  # v is written in place, as by an in-place op
     if threads <= 1:
         _call(lib, args, 0, n, period)
         return s
     global _pool, _pool_pid
     if _pool is None or _pool._max_workers < threads or _pool_pid != os.getpid():
         # a forked child (a DataLoader worker) inherits the pool object but not its threads
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.shutdown(wait=False)
         _pool, _pool_pid = ThreadPoolExecutor(threads, thread_name_prefix="bsnn-if"), os.getpid()
     rows = [batch * k // threads for k in range(threads + 1)]
     per = n // batch
@@ -235,14 +245,17 @@ def check_kernel(kernel: str) -> str:
     return kernel
 
 
-def set_kernel(network, kernel: str) -> dict[str, str]:
-    """Set ``kernel`` (:data:`KERNELS`) on every IF layer of ``network`` (those with a
-    ``kernel`` attribute); returns their previous settings for :func:`restore_kernel`."""
-    check_kernel(kernel)
+def set_kernel(network, kernel: str | None) -> dict[str, str]:
+    """Set ``kernel`` (:data:`KERNELS`; None keeps each layer's own) on every IF layer of
+    ``network`` (those with a ``kernel`` attribute) and forget what ran before (for
+    :func:`kernels_used`); returns their previous settings for :func:`restore_kernel`."""
+    if kernel is not None:
+        check_kernel(kernel)
     before = {}
     for name, layer in network.layers.items():
         if hasattr(layer, "kernel"):
-            before[name], layer.kernel = layer.kernel, kernel
+            before[name], layer.last_kernel = layer.kernel, None
+            layer.kernel = layer.kernel if kernel is None else kernel
     return before
 
 
@@ -253,6 +266,7 @@ def restore_kernel(network, before: dict[str, str]) -> None:
 
 
 def kernels_used(network) -> dict[str, str]:
-    """Layer -> how its IF step ran at the last ``forward`` (``"fused"`` or ``"eager"``)."""
+    """Layer -> how its IF steps ran since :func:`set_kernel` (``"fused"``, ``"eager"``, or
+    ``"mixed"`` when some steps could not take the kernel)."""
     return {name: layer.last_kernel for name, layer in network.layers.items()
             if getattr(layer, "last_kernel", None) is not None}

@@ -145,7 +145,8 @@ class BinaryIFNodes(Nodes):
 
     def forward(self, x: Tensor) -> None:
         s = if_step_fused(self.v, x, self.thresh, self.reset_fn) if self.kernel == "auto" else None
-        self.last_kernel = "eager" if s is None else "fused"
+        ran = "eager" if s is None else "fused"
+        self.last_kernel = ran if self.last_kernel in (None, ran) else "mixed"
         self.s = if_step_(self.v, x, self.thresh, self.reset_fn) if s is None else s
         super().forward(x)
 
