@@ -258,3 +258,24 @@ def test_direct_norms_smoke_trains_the_four_batch_norm_variants(tmp_path):
         model = load_model(run / "model.pt")
         assert (model.readout_norm is not None) is readout_norm
         assert all(bn.affine is affine for bn in model.norms)
+
+
+def test_direct_norms_trains_a_subset_with_another_coding(tmp_path):
+    from bsnn_bindsnet.training.models import load_model
+    from experiments import direct_norms
+
+    out = direct_norms.main(["--smoke", "--variants", "paper", "default", "--coding", "current",
+                             "--out-dir", str(tmp_path)])
+    assert list(out["summary"]) == ["default", "paper"]  # registry order, default first
+    assert out["summary"]["paper"]["vs_default"]["pairs"] == 64
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["default-seed0", "paper-seed0"]
+    for run in (tmp_path / "runs").iterdir():
+        assert load_model(run / "model.pt").coding == "current"
+
+
+def test_direct_norms_refuses_variants_without_default(capsys):
+    from experiments import direct_norms
+
+    with pytest.raises(SystemExit):
+        direct_norms.parse_args(["--variants", "paper"])
+    assert "--variants must include 'default'" in capsys.readouterr().err
