@@ -19,8 +19,15 @@ same batch, same threads), interleaved, best of ``--repeats``; the simulation ru
 ``--eager-too`` adds the float path with the eager IF step for comparison. ``--at T ...``
 also times every network at fixed latencies (e.g. T = 2, the low-latency target).
 
+``--early-exit`` adds early exit at ``T*``: each sample stops at the first step whose readout
+confidence (max potential) exceeds a threshold, at ``T*`` at the latest. The threshold is
+chosen on the val traces (the lowest mean exit step whose val accuracy stays within
+``--exit-tolerance`` of the fixed ``T*`` run, :func:`choose_val_exit`); then
+:func:`~bsnn_bindsnet.simulation.early_exit.simulate_early_exit` (continuous batching: a
+finished row takes the next image) is timed on test against the same ANN pass.
+
     python -m benchmarks.latency_to_accuracy --reference zoo:fmnist-bwn \\
-        --model standard=zoo:fmnist-bwn --model bsnn-t2=zoo:fmnist-bsnn-t2 --at 2 4
+        --model standard=zoo:fmnist-bwn --model bsnn-t2=zoo:fmnist-bsnn-t2 --at 2 4 --early-exit
 
 Never time this while anything else runs on the machine; the JSON records the CPU and the
 load average before and after.
@@ -67,6 +74,41 @@ def choose_plan(candidates: dict, val_curves: dict, val_reference: float,
         scored.append((t is None, t or len(curve), -curve[(t or len(curve)) - 1], key, t))
     best = min(scored, key=lambda r: r[:3])
     return best[3], best[4]
+
+
+def choose_val_exit(val_predictions: torch.Tensor, val_confidence: torch.Tensor,
+                    labels: torch.Tensor, t_star: int, tolerance: float,
+                    n_thresholds: int = 96):
+    """The early-exit threshold for a run to ``t_star``, chosen on *validation* traces
+    (``[T, N]`` argmax and max potential per step, ``T >= t_star``): among a grid of
+    thresholds at quantiles of the confidences plus ``+inf`` (the fixed ``t_star`` run), the
+    lowest mean exit step whose val accuracy is at least the fixed run's less ``tolerance``
+    (:func:`~bsnn_bindsnet.analysis.early_exit.choose_exit`). Returns its
+    :class:`~bsnn_bindsnet.analysis.early_exit.EarlyExit` (threshold ``inf``: no saving)."""
+    from bsnn_bindsnet.analysis.early_exit import choose_exit, threshold_grid
+
+    conf = val_confidence[:t_star]
+    chosen, _ = choose_exit(val_predictions[:t_star], conf, labels, t_star,
+                            threshold_grid(conf, n_thresholds), tolerance)
+    return chosen
+
+
+def _timed_exit(plan, x, y, t_star, threshold, ann_pass, repeats: int, batch: int):
+    """Best-of-``repeats`` seconds of one ANN pass and of early exit to ``t_star``,
+    interleaved; returns ``(ann_s, exit_s, ExitRun)``."""
+    from bsnn_bindsnet.simulation.early_exit import simulate_early_exit
+    from bsnn_bindsnet.snn.network import build_network
+
+    ann, sim, run = [], [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ann_pass()
+        ann.append(time.perf_counter() - t0)
+        net = build_network(plan)
+        t0 = time.perf_counter()
+        run = simulate_early_exit(net, (x, y), t_star, threshold, batch_size=batch)
+        sim.append(time.perf_counter() - t0)
+    return min(ann), min(sim), run
 
 
 def _data(dataset: str, split: str, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,6 +162,30 @@ def _timed_runs(plan, x, y, latencies, ann_pass, repeats: int, batch: int, eager
                       for t in latencies}
 
 
+def _exit_row(plan, xv, yv, x, y, t_star: int, args, ann_pass) -> dict:
+    """Early exit at ``t_star``: the threshold chosen on val traces, then timed and scored
+    on test."""
+    import math
+
+    from bsnn_bindsnet.simulation.simulate import simulate
+    from bsnn_bindsnet.snn.network import build_network
+
+    val = simulate(build_network(plan), (xv, yv), t_star, batch_size=args.batch_size,
+                   per_sample=True)
+    chosen = choose_val_exit(val.step_predictions, val.step_confidence, val.labels, t_star,
+                             args.exit_tolerance)
+    row = {"tolerance": args.exit_tolerance, "val_accuracy_at_t_star": val.accuracy[-1],
+           "threshold": None if math.isinf(chosen.threshold) else chosen.threshold,
+           "val_accuracy": chosen.accuracy, "val_mean_exit": chosen.mean_exit}
+    if row["threshold"] is None:
+        return row
+    ann_s, exit_s, run = _timed_exit(plan, x, y, t_star, chosen.threshold, ann_pass,
+                                     args.repeats, args.batch_size)
+    return {**row, "test_accuracy": run.accuracy,
+            "test_mean_exit": float(run.exit_steps.double().mean()),
+            "seconds": exit_s, "ann_seconds": ann_s, "ratio": exit_s / ann_s}
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                    help="also time every network at these latencies")
     p.add_argument("--eager-too", action="store_true",
                    help="also time the float path with the eager IF step")
+    p.add_argument("--early-exit", action="store_true",
+                   help="also time early exit at T* (threshold chosen on val)")
+    p.add_argument("--exit-tolerance", type=float, default=0.001,
+                   help="val accuracy an exit may lose against the fixed T* run (0.001 = 0.1 point)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--limit", type=int, default=0, help="first N test images (0 = all)")
@@ -147,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     bad = [t for t in args.at if not 1 <= t <= args.max_timesteps]
     if bad:
         p.error(f"--at {bad[0]}: expected latencies in 1..--max-timesteps ({args.max_timesteps})")
+    if not 0 <= args.exit_tolerance < 1:
+        p.error(f"--exit-tolerance must be in [0, 1), got {args.exit_tolerance}")
 
     from benchmarks.binary_arithmetic import _cpu, fastest_ann
     from bsnn_bindsnet.checkpoint import atomic_write_json
@@ -190,6 +262,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   f"{sim_s / ann_s:.2f}x"
                   + (f" (float + eager IF: {eager_s / ann_s:.2f}x)" if eager_s else ""),
                   flush=True)
+        if args.early_exit and t_star is not None:
+            row["early_exit"] = _exit_row(plans[key], xv, yv, x, y, t_star, args, ann_pass)
+            e = row["early_exit"]
+            print(f"{name}: early exit at T* = {t_star} (threshold chosen on val: "
+                  + ("none saves steps" if e["threshold"] is None else
+                     f"{e['threshold']:.4g}, val {100 * e['val_accuracy']:.2f} %, mean exit "
+                     f"{e['val_mean_exit']:.2f}")
+                  + (")" if e["threshold"] is None else
+                     f"): test {100 * e['test_accuracy']:.2f} %, mean exit "
+                     f"{e['test_mean_exit']:.2f} steps; {e['seconds']:.3f} s vs one ANN pass "
+                     f"{e['ann_seconds']:.3f} s: {e['ratio']:.2f}x"), flush=True)
         if t_star is None:
             print(f"{name}: never within {100 * args.within:g} point(s) of the ANN on val "
                   f"by T = {args.max_timesteps}", flush=True)

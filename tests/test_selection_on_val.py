@@ -133,3 +133,57 @@ def test_fig3_best_epoch_is_chosen_on_val():
                {"epoch": 4, "val_acc": 0.92, "test_acc": 0.91}]   # tie: the earlier wins
     assert best_on_val(history) == {"epoch": 3, "val_acc": 0.92, "test_acc": 0.90}
     assert best_on_val([{"epoch": 1, "test_acc": 0.9}]) is None  # trained before val existed
+
+
+def test_latency_benchmark_chooses_the_exit_threshold_on_val():
+    import math
+
+    import torch
+
+    from benchmarks.latency_to_accuracy import choose_val_exit
+
+    labels = torch.tensor([0, 1, 2, 3])
+    preds = torch.tensor([[0, 1, 0, 0],    # step 1: samples 0 and 1 right
+                          [0, 1, 2, 3]])   # step 2: all right (the fixed T* = 2 run: 100 %)
+    conf = torch.tensor([[5.0, 4.0, 1.0, 2.0],
+                         [6.0, 6.0, 6.0, 6.0]])
+    # no accuracy to lose: only a threshold in [2, 4) exits the two confident, right samples
+    # at step 1 and keeps the others to step 2 (mean exit 1.5, still 100 %)
+    chosen = choose_val_exit(preds, conf, labels, 2, tolerance=0.001)
+    assert chosen.accuracy == 1.0 and chosen.mean_exit == 1.5 and 2.0 <= chosen.threshold < 4.0
+    # a quarter may be lost: sample 3 (confidence 2, wrong at step 1) may exit too
+    chosen = choose_val_exit(preds, conf, labels, 2, tolerance=0.3)
+    assert chosen.accuracy == 0.75 and chosen.mean_exit == 1.25
+    # T* = 1: nothing to save; the fixed run (+inf) is the choice
+    assert math.isinf(choose_val_exit(preds, conf, labels, 1, tolerance=0.001).threshold)
+    # equally confident everywhere: any finite threshold exits all at step 1 and loses half
+    flat = choose_val_exit(preds, torch.ones(2, 4), labels, 2, tolerance=0.001)
+    assert math.isinf(flat.threshold) and flat.mean_exit == 2.0
+
+
+def test_latency_benchmark_times_early_exit_end_to_end(tmp_path, capsys):
+    import json
+
+    from benchmarks import latency_to_accuracy
+
+    out = tmp_path / "latency.json"
+    latency_to_accuracy.main(["--reference", "zoo:digits-bwn", "--model", "std=zoo:digits-bwn",
+                              "--dataset", "digits", "--limit", "64", "--select-limit", "64",
+                              "--max-timesteps", "6", "--percentiles", "99.9", "--within",
+                              "0.5", "--repeats", "1", "--early-exit", "--out", str(out)])
+    row = json.loads(out.read_text())["models"]["std"]
+    exit_row = row["early_exit"]
+    assert row["t_star"] is not None and exit_row["tolerance"] == 0.001
+    assert exit_row["val_accuracy"] >= exit_row["val_accuracy_at_t_star"] - 0.001
+    if exit_row["threshold"] is not None:  # a saving on val: timed and scored on test
+        assert 1.0 <= exit_row["test_mean_exit"] <= row["t_star"]
+        assert exit_row["ratio"] == exit_row["seconds"] / exit_row["ann_seconds"]
+    assert "early exit at T* =" in capsys.readouterr().out
+
+
+def test_latency_benchmark_checks_the_exit_tolerance(capsys):
+    from benchmarks import latency_to_accuracy
+
+    with pytest.raises(SystemExit):
+        latency_to_accuracy.main(["--model", "a=zoo:digits-bwn", "--exit-tolerance", "1.5"])
+    assert "--exit-tolerance must be in [0, 1), got 1.5" in capsys.readouterr().err
