@@ -21,7 +21,7 @@ optimistic: read them with the per-seed spread.
     python -m experiments.direct_norms --dataset digits --seeds 0 1 2 3 4   # ~4 min on 2 cores
     python -m experiments.direct_norms --smoke                             # seconds
     python -m experiments.direct_norms --dataset fashion-mnist --coding current --epochs 4 \
-        --seeds 0 --variants default no-readout-bn                         # ~45 min on 2 cores
+        --seeds 0 --variants default no-readout-bn paper                   # ~90 min on 2 cores
 
 ``--variants`` trains a subset (``default`` is always one: the others are compared with it);
 ``--coding`` overrides the preset's input coding (``bsnn train --coding``).
@@ -63,7 +63,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--dataset", default=Config.dataset)
     p.add_argument("--seeds", type=int, nargs="+", default=list(Config.seeds))
     p.add_argument("--epochs", type=int, help="default: the preset's")
-    p.add_argument("--coding", help="input coding (default: the preset's), as bsnn train --coding")
+    p.add_argument("--coding", choices=("current", "poisson", "poisson-intensity"),
+                   help="input coding (default: the preset's), as bsnn train --coding")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
                    help="which variants to train; must include 'default'")
     p.add_argument("--train-subset", type=int, help="train on the first N training images")

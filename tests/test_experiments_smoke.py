@@ -279,3 +279,6 @@ def test_direct_norms_refuses_variants_without_default(capsys):
     with pytest.raises(SystemExit):
         direct_norms.parse_args(["--variants", "paper"])
     assert "--variants must include 'default'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        direct_norms.parse_args(["--coding", "rate"])
+    assert "invalid choice: 'rate'" in capsys.readouterr().err
