@@ -3,8 +3,13 @@ the hidden layers), for the SNN and the B-SNN with SIF and RIF neurons: the ener
 trade-off of latency.
 
 Reuses ``experiments.fig6_reset_ifr``'s curves when ``--from`` names its results.json (same
-models); otherwise simulates them. Nothing is selected on the test set here; the ANN accuracy
-is printed with its 95 % Wilson interval when measured on fewer than 10,000 test images.
+models); otherwise simulates them. The "#OPS to within 1 (0.5) point" is chosen on the val
+split (issue 22): each network is also simulated on the first ``--select-limit`` val images,
+``T_val`` is the first step whose val accuracy comes within 1 (0.5) point of the ANN's val
+accuracy, and the test curve is read at ``T_val`` (:func:`experiments.common.chosen_on_val`).
+The crossing points of the test curves themselves are kept beside it for comparison only. The
+ANN accuracy is printed with its 95 % Wilson interval when measured on fewer than 10,000 test
+images.
 
     python -m experiments.fig9_ops_accuracy --dataset fashion-mnist --from results/fig6/results.json
 """
@@ -18,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
-from experiments.common import ops_to_reach, pyplot, savefig, write_results
-from experiments.harness import Setup, add_setup_arguments, reset_curves, setup_dict, setup_from
+from experiments.common import chosen_on_val, ops_to_reach, pyplot, savefig, write_results
+from experiments.harness import (NETWORKS, RESETS, Setup, add_selection_argument,
+                                 add_setup_arguments, ann_accuracy, load_data, reset_curves,
+                                 selection_data, setup_dict, setup_from, simulate_curve,
+                                 trained_models)
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,7 @@ class Config(Setup):
     """The shared setup plus the Fig. 6 results to reuse."""
 
     source: Path | None = None
+    select_limit: int | None = None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -35,7 +44,32 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     add_setup_arguments(p, out_dir="results/fig9", timesteps=64, limit=2000)
     p.add_argument("--from", dest="source", type=Path,
                    help="results.json of experiments.fig6_reset_ifr to reuse")
+    add_selection_argument(p)
     return setup_from(p.parse_args(argv), Config)
+
+
+def val_curves(setup: Config, v_init: str = "half") -> dict:
+    """``{name: {"ann_val", "accuracy", "normalized_ops"}}`` on the val images, for the
+    networks and resets of :func:`experiments.harness.reset_curves` (same models, thresholds
+    and v(0))."""
+    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
+    from bsnn_bindsnet.training.models import load_model
+
+    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
+    calib, _ = load_data(setup)
+    val = selection_data(setup, setup.select_limit)
+    out = {}
+    for kind, label in NETWORKS.items():
+        model = load_model(paths[kind])
+        ann_val = ann_accuracy(model, val, setup)
+        plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
+                           build=False)
+        for reset, neuron in RESETS.items():
+            row, _ = simulate_curve(plan, val, setup, reset=reset, v_init=v_init)
+            out[f"{label} {neuron}"] = {"ann_val": ann_val, "n_val": len(val),
+                                        "accuracy": row["accuracy"],
+                                        "normalized_ops": row["normalized_ops"]}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -48,17 +82,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
         results = saved["results"]
     else:
         results = reset_curves(setup)
+    val = val_curves(setup, saved["config"].get("v_init", "half") if setup.source else "half")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     rows, n = [], results.get("n")  # n: absent from results.json files written before
     for i, (name, row) in enumerate(results["curves"].items()):
         ax.plot(row["normalized_ops"], [100 * a for a in row["accuracy"]], color=f"C{i}",
                 ls="-" if "SIF" in name else "--", label=name)
-        ann = results["ann"][name.split()[0]]
-        rows.append({"network": name, "ann": ann,
+        ann, v = results["ann"][name.split()[0]], val[name]
+        rows.append({"network": name, "ann": ann, "ann_val": v["ann_val"], "n_val": v["n_val"],
                      "ann_interval": None if n is None else accuracy_interval(ann, n),
-                     "ops_within_1pt": ops_to_reach(row, ann - 0.01),
-                     "ops_within_0.5pt": ops_to_reach(row, ann - 0.005)})
+                     "within_1pt_on_val": chosen_on_val(v, row, v["ann_val"] - 0.01),
+                     "within_0.5pt_on_val": chosen_on_val(v, row, v["ann_val"] - 0.005),
+                     "ops_within_1pt_test": ops_to_reach(row, ann - 0.01),  # comparison only
+                     "ops_within_0.5pt_test": ops_to_reach(row, ann - 0.005)})
     ax.set_xscale("log")
     ax.set_xlabel("normalized #OPS (1.0 = the ANN)")
     ax.set_ylabel("test accuracy (%)")
@@ -68,12 +105,19 @@ def main(argv: Sequence[str] | None = None) -> dict:
     write_results(setup.out_dir, {**setup_dict(setup), "from": setup.source}, rows)
     fmt = lambda v: "never" if v is None else f"{v:.3f}"  # noqa: E731
     acc = (lambda a: f"{100 * a:.2f}") if n is None else (lambda a: format_accuracy(a, n))
+    at = lambda c: ("never on val" if c["t_val"] is None else  # noqa: E731
+                    f"T = {c['t_val']}: {fmt(c['test_ops'])}, "
+                    + ("-" if c["test_accuracy"] is None else acc(c["test_accuracy"])))
     print(f"{setup.dataset}, {n or 'unknown number of'} test samples; ANN accuracy (%)"
-          + ("" if n is None else " [95 % interval]") + "\n")
-    print("| network | ANN | #OPS to within 1 pt | #OPS to within 0.5 pt |\n|---|---|---|---|")
+          + ("" if n is None else " [95 % interval]")
+          + f"; T chosen on {rows[0]['n_val']} val images, read on test\n")
+    print("| network | ANN (test) | ANN (val) | within 1 pt on val: T, test #OPS, test acc "
+          "| within 0.5 pt on val: T, test #OPS, test acc | test crossing 1 / 0.5 pt "
+          "(comparison only) |\n|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['network']} | {acc(r['ann'])} | {fmt(r['ops_within_1pt'])} | "
-              f"{fmt(r['ops_within_0.5pt'])} |")
+        print(f"| {r['network']} | {acc(r['ann'])} | {100 * r['ann_val']:.2f} | "
+              f"{at(r['within_1pt_on_val'])} | {at(r['within_0.5pt_on_val'])} | "
+              f"{fmt(r['ops_within_1pt_test'])} / {fmt(r['ops_within_0.5pt_test'])} |")
     print(f"\nresults: {setup.out_dir}/results.json, fig9_ops_accuracy.png")
     return {"rows": rows}
 

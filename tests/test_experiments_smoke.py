@@ -101,8 +101,17 @@ def test_table1_rows_and_fig9_reuses_fig6(tmp_path, runs):
         assert r["timestep_saving"] >= 0 and len(r["accuracy_at_t_ref_interval"]) == 2
     fig6 = fig6_reset_ifr.main(["--smoke", "--out-dir", str(tmp_path / "f6"), *runs])
     out = fig9_ops_accuracy.main(["--smoke", "--out-dir", str(tmp_path / "f9"), "--from",
-                                  str(tmp_path / "f6" / "results.json")])
+                                  str(tmp_path / "f6" / "results.json"), *runs])
     assert [r["network"] for r in out["rows"]] == list(fig6["curves"])
+    for r in out["rows"]:  # T chosen on the 64 val images, the test curve read there
+        assert r["n_val"] == 64
+        for key in ("within_1pt_on_val", "within_0.5pt_on_val"):
+            c = r[key]
+            if c["t_val"] is not None:
+                test = fig6["curves"][r["network"]]
+                assert c["test_ops"] == test["normalized_ops"][c["t_val"] - 1]
+                assert c["test_accuracy"] == test["accuracy"][c["t_val"] - 1]
+                assert c["val_accuracy"] >= r["ann_val"] - (0.01 if "1pt" in key else 0.005)
     with pytest.raises(ValueError, match="holds 'digits' results"):
         fig9_ops_accuracy.main(["--dataset", "fashion-mnist", "--out-dir", str(tmp_path / "x"),
                                 "--from", str(tmp_path / "f6" / "results.json")])

@@ -50,7 +50,7 @@ __all__ = ["TuneConfig", "parse_percentiles", "start_model", "step_loss", "tune"
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """One run of :func:`tune`.
+    r"""One run of :func:`tune`.
 
     Attributes:
         init_from: A ``model.pt``: a ReLU BWN (converted with ``percentiles``) or a QCFS BWN
@@ -177,7 +177,7 @@ def _model_meta(path: str) -> tuple[str, dict[str, Any]]:
 
 
 def start_model(cfg: TuneConfig) -> tuple[nn.Module, str, dict[str, Any], dict[str, float]]:
-    """The QCFS network training starts from, its registry name and kwargs, and the
+    r"""The QCFS network training starts from, its registry name and kwargs, and the
     :math:`\lambda` per layer."""
     from bsnn_bindsnet.data.registry import load_dataset
     from bsnn_bindsnet.training.qcfs import percentile_table, qcfs_modules, qcfs_twin, relu_points

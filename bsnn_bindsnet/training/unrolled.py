@@ -109,7 +109,7 @@ def _spiking_copy(module: nn.Module, timesteps: int) -> nn.Module:
 
 
 def unroll(model: nn.Module, timesteps: int | Sequence[int]) -> UnrolledSNN:
-    """``model`` (an ``nn.Sequential``) as the B-SNN it converts to, sharing its parameters:
+    r"""``model`` (an ``nn.Sequential``) as the B-SNN it converts to, sharing its parameters:
     training the result trains ``model`` (weights, :math:`\alpha`'s proxies and every
     :math:`\lambda`), so the trained ANN converts directly.
 
