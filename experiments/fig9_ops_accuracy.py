@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
             raise ValueError(f"--from {setup.source} holds {saved['config']['dataset']!r} "
                              f"results; expected {setup.dataset!r}")
         results = saved["results"]
+        # the val curves must come from the same networks: fig6's thresholds and window
+        setup = replace(setup, percentile=saved["config"]["percentile"],
+                        timesteps=saved["config"]["timesteps"])
     else:
         results = reset_curves(setup)
     val = val_curves(setup, saved["config"].get("v_init", "half") if setup.source else "half")
