@@ -24,10 +24,8 @@ from pathlib import Path
 
 from bsnn_bindsnet.analysis.stats import accuracy_interval, format_accuracy
 from experiments.common import chosen_on_val, ops_to_reach, pyplot, savefig, write_results
-from experiments.harness import (NETWORKS, RESETS, Setup, add_selection_argument,
-                                 add_setup_arguments, ann_accuracy, load_data, reset_curves,
-                                 selection_data, setup_dict, setup_from, simulate_curve,
-                                 trained_models)
+from experiments.harness import (Setup, add_selection_argument, add_setup_arguments,
+                                 reset_curves, selection_data, setup_dict, setup_from)
 
 
 @dataclass(frozen=True)
@@ -49,27 +47,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 
 
 def val_curves(setup: Config, v_init: str = "half") -> dict:
-    """``{name: {"ann_val", "accuracy", "normalized_ops"}}`` on the val images, for the
-    networks and resets of :func:`experiments.harness.reset_curves` (same models, thresholds
-    and v(0))."""
-    from bsnn_bindsnet.conversion.convert import ann_to_bsnn
-    from bsnn_bindsnet.training.models import load_model
-
-    paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
-    calib, _ = load_data(setup)
-    val = selection_data(setup, setup.select_limit)
-    out = {}
-    for kind, label in NETWORKS.items():
-        model = load_model(paths[kind])
-        ann_val = ann_accuracy(model, val, setup)
-        plan = ann_to_bsnn(model, calib, percentile=setup.percentile, device=setup.device,
-                           build=False)
-        for reset, neuron in RESETS.items():
-            row, _ = simulate_curve(plan, val, setup, reset=reset, v_init=v_init)
-            out[f"{label} {neuron}"] = {"ann_val": ann_val, "n_val": len(val),
-                                        "accuracy": row["accuracy"],
-                                        "normalized_ops": row["normalized_ops"]}
-    return out
+    """``{name: {"ann_val", "n_val", "accuracy", "normalized_ops"}}``: the networks and resets
+    of :func:`experiments.harness.reset_curves` (same models, thresholds and v(0)) on the
+    first ``--select-limit`` val images."""
+    val = reset_curves(setup, v_init, data=selection_data(setup, setup.select_limit))
+    return {name: {"ann_val": val["ann"][name.split()[0]], "n_val": val["n"],
+                   "accuracy": row["accuracy"], "normalized_ops": row["normalized_ops"]}
+            for name, row in val["curves"].items()}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -323,13 +323,15 @@ def early_exit_sweep_rows(result: Any, t_ref: int, runs: Any) -> list[dict]:
 # ------------------------------------------------------------------ Figs. 6 and 9
 
 
-def reset_curves(setup: Setup, v_init: str = "half") -> dict:
-    """``{"ann": {label: acc}, "curves": {"B-SNN SIF": row, ...}}`` for SNN/B-SNN x SIF/RIF."""
+def reset_curves(setup: Setup, v_init: str = "half", data: Any = None) -> dict:
+    """``{"ann": {label: acc}, "curves": {"B-SNN SIF": row, ...}}`` for SNN/B-SNN x SIF/RIF,
+    on the test split (cut to ``--limit``) or on ``data`` (e.g. :func:`selection_data`)."""
     from bsnn_bindsnet.training.models import load_model
     from bsnn_bindsnet.conversion.convert import ann_to_bsnn
 
     paths = trained_models(setup.dataset, setup.runs_dir, smoke=setup.smoke)
     calib, test = load_data(setup)
+    test = test if data is None else data
     n = len(test)
     out: dict = {"ann": {}, "ann_interval": {}, "curves": {}, "n": n}
     for kind, label in NETWORKS.items():
